@@ -1,0 +1,11 @@
+"""mxjax: Apache MXNet's optimizers, initializers and lr schedulers, in pure JAX.
+
+>>> import mxjax as mx
+>>> opt = mx.optimizer.create("adam", learning_rate=0.01)
+"""
+
+from . import initializer as initializer
+from . import lr_scheduler as lr_scheduler
+from . import optimizer as optimizer
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""MXNet's initializers as ``jax.nn.initializers``-style functions (see issue: initializers)."""

@@ -1,0 +1,1 @@
+"""MXNet's learning-rate schedulers as pure step-to-rate functions (see issue: schedulers)."""

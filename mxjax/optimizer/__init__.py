@@ -1,0 +1,48 @@
+"""MXNet's optimizers as pure ``(init, update)`` pairs.
+
+``create(name, **kwargs)`` looks a factory up by its MXNet registry name
+(case-insensitive); ``register(name, factory)`` adds your own. See
+:func:`~mxjax.optimizer.from_rule` for writing one from a per-leaf kernel.
+"""
+
+from .._registry import Registry
+from ._adadelta import adadelta as adadelta
+from ._adagrad import adagrad as adagrad
+from ._adam import adam as adam
+from ._adamax import adamax as adamax
+from ._base import Common as Common
+from ._base import Hyper as Hyper
+from ._base import Optimizer as Optimizer
+from ._base import OptState as OptState
+from ._base import Rule as Rule
+from ._base import from_rule as from_rule
+from ._base import one_minus_pow as one_minus_pow
+from ._base import rescale_clip as rescale_clip
+from ._nadam import nadam as nadam
+from ._nag import nag as nag
+from ._rmsprop import rmsprop as rmsprop
+from ._sgd import sgd as sgd
+
+
+def ccsgd(**kwargs):
+    """MXNet's ``ccSGD``: a registered alias of :func:`sgd` with identical behaviour."""
+    return sgd(**kwargs)
+
+
+registry: Registry = Registry(
+    "optimizer",
+    {
+        "sgd": sgd,
+        "ccsgd": ccsgd,
+        "nag": nag,
+        "rmsprop": rmsprop,
+        "adam": adam,
+        "adagrad": adagrad,
+        "adadelta": adadelta,
+        "adamax": adamax,
+        "nadam": nadam,
+    },
+)
+create = registry.create
+register = registry.register
+names = registry.names

@@ -1,0 +1,617 @@
+r"""The shared MXNet optimizer behaviour, written once.
+
+Every mxjax optimizer is an :class:`Optimizer`: a pure ``(init, update)`` pair built by
+:func:`from_rule` from a :class:`Rule`, which holds one algorithm's per-leaf *kernel* and
+says how MXNet's preamble applies to it. The base owns everything MXNet's ``Optimizer``
+base class owns:
+
+* the update count (``num_update``, starting at ``begin_num_update``; the first update
+  sees ``t = begin_num_update + 1``),
+* the learning rate: a float, or any step-to-rate function (``lr_scheduler``), called with
+  ``num_update`` after the increment (1 on the first update), times the leaf's ``lr_mult``,
+* weight decay ``wd`` times the leaf's ``wd_mult`` (optionally MXNet Module's rule,
+  ``wd_by_name=True``: decay only leaves named ``*_weight`` / ``*_gamma``),
+* ``rescale_grad`` and ``clip_gradient``, and where the weight decay enters relative to
+  the clip (``Rule.wd_mode``),
+* ``multi_precision``: float16 and bfloat16 leaves keep a float32 master copy,
+* trace-time checks of the trees, shapes and dtypes, naming the offending leaf,
+* ``skip_nonfinite``: a step whose gradients hold a NaN or Inf leaves params and state
+  untouched and is counted in ``state.skipped``.
+
+Kernels never walk the tree: the base applies them leaf by leaf, so the same kernels can be
+applied to other layouts of the same data.
+
+State layout: each leaf's slots are stored with a leading axis of length 1 (shape
+``(1, *leaf.shape)``) and kernels compute in that layout (the weight and gradient reach
+them as ``w[None]``, ``g[None]``). This makes every state buffer's shape differ from every
+parameter's, so ``jax.jit(opt.update, donate_argnums=(1, 2))`` pairs each donated buffer
+with its own successor rather than with a parameter of the same shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, NamedTuple, TypedDict
+
+import jax
+import jax.numpy as jnp
+
+from .._names import path_name
+from .._typing import Grads, Params, PyTree, Schedule
+
+LOW_PRECISION = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
+
+
+class Hyper(NamedTuple):
+    """What the base hands a kernel besides the leaf's arrays.
+
+    Attributes:
+      lr: the leaf's learning rate, ``schedule(num_update) * lr_mult`` (compute dtype).
+      wd: the leaf's weight decay, ``wd * wd_mult`` (compute dtype).
+      t: this update's count, int32: ``begin_num_update + k`` on the k-th update.
+      index: the leaf's position in tree order (a Python int).
+      num_leaves: the number of leaves (a Python int).
+      extra: what the rule's ``prepare`` returned for this step, else ``None``.
+      rescale_grad: the optimizer's ``rescale_grad`` (for kernels with ``wd_mode="raw"``).
+      clip: the effective clip bound, or ``None`` when MXNet would not clip.
+    """
+
+    lr: jax.Array
+    wd: jax.Array
+    t: jax.Array
+    index: int
+    num_leaves: int
+    extra: Any
+    rescale_grad: float
+    clip: float | None
+
+
+Slots = tuple[jax.Array, ...]
+Kernel = Callable[[jax.Array, jax.Array, Slots, Hyper], tuple[jax.Array, Slots]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """One optimizer's algorithm and how MXNet's shared preamble applies to it.
+
+    Attributes:
+      kernel: ``kernel(w, g, slots, h) -> (new_w, new_slots)`` for one leaf. ``g`` is
+        already preprocessed according to ``wd_mode``; ``slots`` is a tuple of arrays.
+        Arrays carry a leading axis of length 1 (``w`` is ``param[None]``): write the
+        kernel elementwise, and reduce over all axes (norms) or the trailing ones.
+      slots: names of the per-leaf state arrays; each starts as zeros like the weight
+        (in the compute dtype, or float32 when ``state_dtype="float32"``).
+      init_slots: a custom ``w -> slots`` initialiser (``w`` in the compute dtype), used
+        instead of zeros.
+      wd_mode: ``"in_clip"``: ``g = clip(rescale_grad * g + wd * w)`` (Adam, RMSProp, ...);
+        ``"kernel"``: ``g = clip(rescale_grad * g)`` and the kernel applies ``h.wd``;
+        ``"raw"``: the kernel receives the raw gradient (use :func:`rescale_clip`).
+      clip_mode: MXNet's two conventions [Q7]. ``"fused"`` (C++ ops): clip only when
+        ``clip_gradient`` is truthy and positive, so 0 or a negative value means no
+        clipping. ``"python"`` (NDArray code): clip whenever it is not ``None``, so 0
+        zeroes the gradient; a negative bound is refused.
+      state_dtype: ``"weight"``: slots in the weight's dtype (float32 under
+        multi_precision); ``"float32"``: slots always float32 (AdaGrad, RMSProp, AdaDelta,
+        Ftrl). A float16/bfloat16 leaf of such an optimizer is computed in float32 and
+        rounded back (MXNet 1.9.1 crashes on this combination).
+      wd_suffixes: the name suffixes that keep weight decay under ``wd_by_name=True``.
+      init_extra: ``() -> pytree``: optimizer-global state (Nadam's momentum schedule).
+      prepare: ``(extra, t, lr, num_leaves) -> (step_extra, new_extra)``, run once per
+        step before the kernels; ``step_extra`` reaches every kernel as ``h.extra``.
+      count_offset: added to ``num_update`` when calling the schedule (LBSGD: -1) [Q5].
+      elementwise: the kernel is elementwise apart from ``h`` (a multi-tensor path may
+        apply it to concatenated buffers).
+    """
+
+    kernel: Kernel
+    slots: tuple[str, ...] = ()
+    init_slots: Callable[[jax.Array], Slots] | None = None
+    wd_mode: Literal["in_clip", "kernel", "raw"] = "in_clip"
+    clip_mode: Literal["fused", "python"] = "fused"
+    state_dtype: Literal["weight", "float32"] = "weight"
+    wd_suffixes: tuple[str, ...] = ("_weight", "_gamma")
+    init_extra: Callable[[], PyTree] | None = None
+    prepare: Callable[..., tuple[Any, PyTree]] | None = None
+    count_offset: int = 0
+    elementwise: bool = True
+
+
+class OptState(NamedTuple):
+    """The state of every mxjax optimizer.
+
+    Attributes:
+      count: int32 scalar, MXNet's ``num_update`` (``begin_num_update`` before the first
+        update).
+      slots: a tree with the params' structure whose leaves are tuples of the leaf's slot
+        arrays, each of shape ``(1, *slot_shape)``; the float32 master copy comes last
+        under ``multi_precision``.
+      extra: optimizer-global state (``None`` for most optimizers).
+      skipped: int32 scalar, steps skipped for non-finite gradients (``skip_nonfinite``).
+    """
+
+    count: jax.Array
+    slots: PyTree
+    extra: PyTree
+    skipped: jax.Array
+
+
+class Common(TypedDict, total=False):
+    """MXNet's base ``Optimizer`` arguments, accepted by every optimizer factory."""
+
+    lr_scheduler: Schedule | None
+    wd: float
+    rescale_grad: float
+    clip_gradient: float | None
+    begin_num_update: int
+    multi_precision: bool
+    lr_mult: Mapping[str, float] | None
+    wd_mult: Mapping[str, float] | None
+    wd_by_name: bool
+    skip_nonfinite: bool
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Optimizer:
+    """A pure optimizer: ``state = opt.init(params)``,
+    ``new_params, new_state = opt.update(grads, state, params)``.
+
+    ``update`` returns the new parameters (not an increment, as MXNet's ``update``
+    writes the weight). Both functions are pure and jit-compatible;
+    ``jax.jit(opt.update, donate_argnums=(1, 2))`` updates in place.
+
+    Attributes:
+      init: ``params -> state``.
+      update: ``(grads, state, params) -> (new_params, new_state)``.
+      name: the MXNet registry name (``"custom"`` for user optimizers).
+      hyperparams: the arguments the optimizer was created with.
+      rule: the :class:`Rule` it was built from, if any.
+    """
+
+    init: Callable[[Params], PyTree]
+    update: Callable[[Grads, PyTree, Params], tuple[Params, PyTree]]
+    name: str = "custom"
+    hyperparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    rule: Rule | None = None
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparams.items())
+        return f"{self.name}({args})"
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def rescale_clip(g: jax.Array, h: Hyper) -> jax.Array:
+    """``clip(rescale_grad * g)`` with the optimizer's clip convention."""
+    g = h.rescale_grad * g if h.rescale_grad != 1.0 else g
+    return g if h.clip is None else jnp.clip(g, -h.clip, h.clip)
+
+
+def one_minus_pow(beta: float, t: jax.Array) -> jax.Array:
+    r"""``1 - beta**t`` in float32 without cancellation.
+
+    Computed as ``-expm1(t * log(beta))`` with ``log(beta)`` taken in float64 on the
+    host, so it equals MXNet's float64 Python algebra (``1 - beta**t``) to float32
+    round-off even when ``beta`` is close to 1.
+    """
+    if beta == 0.0:
+        return jnp.ones((), jnp.float32)
+    return -jnp.expm1(t.astype(jnp.float32) * jnp.float32(math.log(beta)))
+
+
+def pow_f32(beta: float, t: jax.Array) -> jax.Array:
+    """``beta**t`` rounded to float32, as C++ ``powf`` on a float32 ``beta`` gives it."""
+    if beta == 0.0:
+        return jnp.where(t == 0, 1.0, 0.0).astype(jnp.float32)
+    lb = math.log(float(jnp.float32(beta)))
+    return 1.0 + jnp.expm1(t.astype(jnp.float32) * jnp.float32(lb))
+
+
+def check_range(
+    name: str,
+    value: Any,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a real number in range."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    interval = (
+        ("(" if lo_open else "[")
+        + ("-inf" if lo is None else repr(lo))
+        + ", "
+        + ("inf" if hi is None else repr(hi))
+        + (")" if hi_open else "]")
+    )
+    ok = not math.isnan(value)
+    if ok and lo is not None:
+        ok = value > lo if lo_open else value >= lo
+    if ok and hi is not None:
+        ok = value < hi if hi_open else value <= hi
+    if not ok:
+        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+
+
+# ------------------------------------------------------------------------ the preamble
+
+
+def resolve_learning_rate(
+    learning_rate: float | Schedule | None, lr_scheduler: Schedule | None
+) -> tuple[float | Schedule, float | None]:
+    """MXNet's rule for ``learning_rate`` and ``lr_scheduler`` [Q1].
+
+    Returns ``(rate_or_schedule, learning_rate_as_float_or_None)``.
+
+    * Neither given: 0.01.
+    * A scheduler and no ``learning_rate``: the scheduler as it is.
+    * A scheduler and a ``learning_rate`` different from its ``base_lr``: MXNet overwrites
+      the scheduler's ``base_lr`` and announces it; mxjax does the same through the
+      scheduler's ``with_base_lr`` (so the warmup target and Poly/Cosine's original
+      ``base_lr`` stay as constructed, [Q33]) and warns. Optimizers whose MXNet class
+      passes its own default ``learning_rate`` (Adam: 0.001, ...) therefore override the
+      scheduler's ``base_lr`` unless ``learning_rate`` is given explicitly.
+    * ``learning_rate`` may itself be a schedule (optax style).
+    """
+    if callable(learning_rate):
+        if lr_scheduler is not None:
+            raise ValueError(
+                "give the schedule as learning_rate or as lr_scheduler, not both"
+            )
+        return learning_rate, None
+    if learning_rate is not None:
+        check_range("learning_rate", learning_rate, lo=0.0)
+        learning_rate = float(learning_rate)
+    if lr_scheduler is None:
+        rate = 0.01 if learning_rate is None else learning_rate
+        return rate, rate
+    if not callable(lr_scheduler):
+        raise TypeError(f"lr_scheduler must be callable, got {lr_scheduler!r}")
+    if learning_rate is None:
+        return lr_scheduler, None
+    base_lr = getattr(lr_scheduler, "base_lr", None)
+    if base_lr is not None and base_lr != learning_rate:
+        with_base_lr = getattr(lr_scheduler, "with_base_lr", None)
+        if with_base_lr is None:
+            raise ValueError(
+                f"learning_rate={learning_rate} differs from lr_scheduler.base_lr="
+                f"{base_lr} and the scheduler has no with_base_lr() to override it"
+            )
+        warnings.warn(
+            f"learning_rate={learning_rate} overrides lr_scheduler.base_lr={base_lr} "
+            "(MXNet behaviour: the optimizer's learning_rate wins; pass "
+            "learning_rate=None to keep the scheduler's)",
+            UserWarning,
+            stacklevel=4,
+        )
+        lr_scheduler = with_base_lr(learning_rate)
+    return lr_scheduler, learning_rate
+
+
+@dataclasses.dataclass(frozen=True)
+class _Config:
+    """The validated base arguments."""
+
+    rate: float | Schedule
+    wd: float
+    rescale_grad: float
+    clip: float | None
+    begin_num_update: int
+    multi_precision: bool
+    lr_mult: Mapping[str, float]
+    wd_mult: Mapping[str, float]
+    wd_by_name: bool
+    skip_nonfinite: bool
+
+
+def _effective_clip(clip_gradient: float | None, mode: str) -> float | None:
+    if clip_gradient is None:
+        return None
+    check_range("clip_gradient", clip_gradient)
+    c = float(clip_gradient)
+    if mode == "fused":  # `if self.clip_gradient:` and the op clips only when >= 0
+        return c if c > 0 else None
+    if c < 0:
+        raise ValueError(
+            f"clip_gradient must be >= 0 (or None), got {clip_gradient!r}: MXNet's "
+            "NDArray optimizers would clip to the inverted range [-c, c]"
+        )
+    return c
+
+
+def _mults(name: str, mult: Mapping[str, float] | None) -> dict[str, float]:
+    if mult is None:
+        return {}
+    if not isinstance(mult, Mapping):
+        raise TypeError(f"{name} must be a dict {{leaf name: multiplier}}, got {mult!r}")
+    out = {}
+    for k, v in mult.items():
+        if not isinstance(k, str):
+            raise TypeError(f"{name} keys must be leaf names (str), got {k!r}")
+        check_range(f"{name}[{k!r}]", v)
+        out[k] = float(v)
+    return out
+
+
+def _config(rule: Rule, learning_rate: float | Schedule | None, c: Common) -> _Config:
+    rate, _ = resolve_learning_rate(learning_rate, c.get("lr_scheduler"))
+    wd = c.get("wd", 0.0)
+    check_range("wd", wd)
+    rescale_grad = c.get("rescale_grad", 1.0)
+    check_range("rescale_grad", rescale_grad)
+    begin = c.get("begin_num_update", 0)
+    if isinstance(begin, bool) or not isinstance(begin, int) or begin < 0:
+        raise ValueError(f"begin_num_update must be an int >= 0, got {begin!r}")
+    for flag in ("multi_precision", "wd_by_name", "skip_nonfinite"):
+        if not isinstance(c.get(flag, False), bool):
+            raise TypeError(f"{flag} must be a bool, got {c.get(flag)!r}")
+    return _Config(
+        rate=rate,
+        wd=float(wd),
+        rescale_grad=float(rescale_grad),
+        clip=_effective_clip(c.get("clip_gradient"), rule.clip_mode),
+        begin_num_update=begin,
+        multi_precision=c.get("multi_precision", False),
+        lr_mult=_mults("lr_mult", c.get("lr_mult")),
+        wd_mult=_mults("wd_mult", c.get("wd_mult")),
+        wd_by_name=c.get("wd_by_name", False),
+        skip_nonfinite=c.get("skip_nonfinite", False),
+    )
+
+
+class _Leaf(NamedTuple):
+    """Static facts about one leaf, derived at trace time."""
+
+    name: str
+    dtype: jnp.dtype
+    compute: jnp.dtype  # dtype the kernel runs in
+    master: bool  # a float32 master copy is kept
+    lr_mult: float
+    wd_mult: float
+
+
+def _leaf_info(rule: Rule, cfg: _Config, names: list[str], leaves: list) -> list[_Leaf]:
+    for kind, mult in (("lr_mult", cfg.lr_mult), ("wd_mult", cfg.wd_mult)):
+        unknown = sorted(set(mult) - set(names))
+        if unknown:
+            raise ValueError(
+                f"{kind} names {unknown} match no parameter; parameters are {names}"
+            )
+    out = []
+    for name, leaf in zip(names, leaves):
+        dtype = jnp.dtype(leaf.dtype)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise TypeError(f"parameter {name!r} has dtype {dtype}; expected a float")
+        low = dtype in LOW_PRECISION
+        master = low and cfg.multi_precision
+        compute = jnp.dtype(jnp.float32) if master or (
+            low and rule.state_dtype == "float32"
+        ) else dtype
+        wd_mult = 1.0
+        if cfg.wd_by_name and not name.endswith(rule.wd_suffixes):
+            wd_mult = 0.0
+        out.append(
+            _Leaf(
+                name,
+                dtype,
+                compute,
+                master,
+                cfg.lr_mult.get(name, 1.0),
+                cfg.wd_mult.get(name, wd_mult),
+            )
+        )
+    return out
+
+
+def _flatten_named(params: Params, what: str) -> tuple[list[str], list, Any]:
+    if params is None:
+        raise ValueError(f"{what} is None: mxjax optimizers need the parameters")
+    flat, treedef = jax.tree_util.tree_flatten_with_path(params)
+    return [path_name(p) for p, _ in flat], [x for _, x in flat], treedef
+
+
+def _slot_dtype(rule: Rule, info: _Leaf) -> jnp.dtype:
+    return jnp.dtype(jnp.float32) if rule.state_dtype == "float32" else info.compute
+
+
+def _init_leaf(rule: Rule, info: _Leaf, w: jax.Array) -> tuple[jax.Array, ...]:
+    w = jnp.asarray(w)
+    wc = w.astype(info.compute)
+    if rule.init_slots is not None:
+        slots = tuple(rule.init_slots(wc))
+    else:
+        slots = tuple(jnp.zeros(w.shape, _slot_dtype(rule, info)) for _ in rule.slots)
+    if info.master:
+        slots = (*slots, wc)
+    return tuple(s[None] for s in slots)
+
+
+def _check_update_trees(
+    names: list[str], treedef: Any, p_leaves: list, grads: Grads, state: Any
+) -> tuple[list, list]:
+    """Trace-time checks; returns the grads' leaves."""
+    if not isinstance(state, OptState):
+        raise TypeError(
+            f"state must be the OptState returned by this optimizer's init, got "
+            f"{type(state).__name__}"
+        )
+    g_flat, g_def = jax.tree_util.tree_flatten(grads)
+    if g_def != treedef:
+        raise ValueError(
+            f"grads and params have different tree structures:\n grads:  {g_def}\n "
+            f"params: {treedef}"
+        )
+    for name, g, w in zip(names, g_flat, p_leaves):
+        if jnp.shape(g) != jnp.shape(w):
+            raise ValueError(
+                f"gradient of parameter {name!r} has shape {jnp.shape(g)}, the "
+                f"parameter has shape {jnp.shape(w)}"
+            )
+        if jnp.result_type(g) != jnp.result_type(w):
+            raise TypeError(
+                f"gradient of parameter {name!r} has dtype {jnp.result_type(g)}, the "
+                f"parameter has dtype {jnp.result_type(w)}"
+            )
+    try:
+        per_leaf = treedef.flatten_up_to(state.slots)
+    except (ValueError, TypeError) as e:
+        raise ValueError(
+            "state.slots does not match the params' tree: was the state made by "
+            f"init() on other parameters? ({e})"
+        ) from None
+    return g_flat, per_leaf
+
+
+def _check_slots(rule: Rule, info: _Leaf, w: jax.Array, slots: Any) -> None:
+    expected = jax.eval_shape(lambda x: _init_leaf(rule, info, x), w)
+    got = tuple(jax.ShapeDtypeStruct(jnp.shape(s), jnp.result_type(s)) for s in slots) \
+        if isinstance(slots, tuple) else None
+    want = tuple(jax.ShapeDtypeStruct(e.shape, e.dtype) for e in expected)
+    if got != want:
+        raise ValueError(
+            f"state for parameter {info.name!r} does not fit this optimizer: expected "
+            f"slots {[(s.shape, str(s.dtype)) for s in want]}, got "
+            f"{None if got is None else [(s.shape, str(s.dtype)) for s in got]} "
+            "(a state from another optimizer or another parameter tree?)"
+        )
+
+
+def _schedule(rate: float | Schedule, num_update: jax.Array) -> jax.Array:
+    if callable(rate):
+        return jnp.asarray(rate(num_update), jnp.float32)
+    return jnp.asarray(rate, jnp.float32)
+
+
+def _all_finite(leaves: Sequence[jax.Array]) -> jax.Array:
+    ok = jnp.asarray(True)
+    for g in leaves:
+        ok = ok & jnp.all(jnp.isfinite(g))
+    return ok
+
+
+def from_rule(
+    rule: Rule,
+    *,
+    name: str = "custom",
+    learning_rate: float | Schedule | None = None,
+    hyperparams: Mapping[str, Any] | None = None,
+    **common: Any,
+) -> Optimizer:
+    """Build an :class:`Optimizer` from a per-leaf :class:`Rule` and MXNet's base args.
+
+    Args:
+      rule: the algorithm.
+      name: the registry name shown in ``repr`` and checkpoints.
+      learning_rate: a float, ``None`` (0.01, or the scheduler's), or a schedule.
+      hyperparams: the optimizer's own arguments, recorded on the result.
+      **common: MXNet's base arguments (:class:`Common`): ``lr_scheduler``, ``wd``,
+        ``rescale_grad``, ``clip_gradient``, ``begin_num_update``, ``multi_precision``,
+        ``lr_mult``, ``wd_mult``, ``wd_by_name``, ``skip_nonfinite``.
+    """
+    unknown = set(common) - set(Common.__annotations__)
+    if unknown:
+        raise TypeError(
+            f"{name}() got unexpected argument(s) {sorted(unknown)}; common arguments "
+            f"are {sorted(Common.__annotations__)}"
+        )
+    cfg = _config(rule, learning_rate, common)
+
+    def init(params: Params) -> OptState:
+        names, leaves, treedef = _flatten_named(params, "params")
+        infos = _leaf_info(rule, cfg, names, leaves)
+        for info in infos:
+            if info.dtype in LOW_PRECISION and not info.master:
+                warnings.warn(
+                    f"Accumulating with {info.dtype} in optimizer can lead to poor "
+                    "accuracy or slow convergence. Consider using multi_precision=True "
+                    f"(parameter {info.name!r})",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        slots = [_init_leaf(rule, i, w) for i, w in zip(infos, leaves)]
+        return OptState(
+            count=jnp.asarray(cfg.begin_num_update, jnp.int32),
+            slots=jax.tree_util.tree_unflatten(treedef, slots),
+            extra=None if rule.init_extra is None else rule.init_extra(),
+            skipped=jnp.zeros((), jnp.int32),
+        )
+
+    def update(grads: Grads, state: OptState, params: Params) -> tuple[Params, OptState]:
+        names, p_leaves, treedef = _flatten_named(params, "params")
+        infos = _leaf_info(rule, cfg, names, p_leaves)
+        g_leaves, slot_leaves = _check_update_trees(
+            names, treedef, p_leaves, grads, state
+        )
+        for info, w, s in zip(infos, p_leaves, slot_leaves):
+            _check_slots(rule, info, w, s)
+
+        t = state.count + 1
+        lr = _schedule(cfg.rate, t + rule.count_offset)
+        step_extra, new_extra = (
+            (None, state.extra)
+            if rule.prepare is None
+            else rule.prepare(state.extra, t, lr, len(p_leaves))
+        )
+        new_params, new_slots = [], []
+        for j, (info, w, g, s) in enumerate(zip(infos, p_leaves, g_leaves, slot_leaves)):
+            slots = tuple(s)
+            if info.master:
+                *slots, w_c = slots
+                slots = tuple(slots)
+            else:
+                w_c = w.astype(info.compute)[None]
+            g_c = g.astype(info.compute)[None]
+            h = Hyper(
+                lr=(lr * info.lr_mult if info.lr_mult != 1.0 else lr).astype(
+                    info.compute
+                ),
+                wd=jnp.asarray(cfg.wd * info.wd_mult, info.compute),
+                t=t,
+                index=j,
+                num_leaves=len(p_leaves),
+                extra=step_extra,
+                rescale_grad=cfg.rescale_grad,
+                clip=cfg.clip,
+            )
+            if rule.wd_mode == "in_clip":
+                if cfg.wd * info.wd_mult != 0.0:
+                    g_c = g_c * cfg.rescale_grad + h.wd * w_c
+                    g_c = g_c if cfg.clip is None else jnp.clip(g_c, -cfg.clip, cfg.clip)
+                else:
+                    g_c = rescale_clip(g_c, h)
+            elif rule.wd_mode == "kernel":
+                g_c = rescale_clip(g_c, h)
+            w_new, slots_new = rule.kernel(w_c, g_c, slots, h)
+            slots_new = tuple(slots_new)
+            if info.master:
+                slots_new = (*slots_new, w_new)
+            new_params.append(w_new[0].astype(info.dtype))
+            new_slots.append(slots_new)
+
+        new_state = OptState(
+            count=t,
+            slots=jax.tree_util.tree_unflatten(treedef, new_slots),
+            extra=new_extra,
+            skipped=state.skipped,
+        )
+        new_params = jax.tree_util.tree_unflatten(treedef, new_params)
+        if cfg.skip_nonfinite:
+            ok = _all_finite(g_leaves)
+            keep = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
+            new_params = jax.tree.map(keep, new_params, params)
+            new_state = jax.tree.map(keep, new_state, state)
+            new_state = new_state._replace(
+                skipped=state.skipped + (~ok).astype(jnp.int32)
+            )
+        return new_params, new_state
+
+    hp = dict(hyperparams or {})
+    if learning_rate is not None:
+        hp.setdefault("learning_rate", learning_rate)
+    hp.update(common)
+    return Optimizer(init=init, update=update, name=name, hyperparams=hp, rule=rule)

@@ -1,0 +1,90 @@
+r"""Nadam (MXNet ``Nadam``)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from ._adam import check_betas
+from ._base import Hyper, Optimizer, Rule, Slots, check_range, from_rule, one_minus_pow
+
+
+def nadam(
+    learning_rate: float = 0.001,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    epsilon: float = 1e-8,
+    schedule_decay: float = 0.004,
+    **common: Any,
+) -> Optimizer:
+    r"""Nesterov Adam (Dozat, 2016), as MXNet 1.9.1, with its global momentum schedule.
+
+    .. math::
+
+        \hat g &= \mathrm{clip}_c(\mathrm{rescale\_grad}\cdot g + \lambda w) \\
+        \mu_t &= \beta_1\,(1 - \tfrac12\, 0.96^{t\,\mathrm{sd}}), \qquad
+        S \leftarrow S\,\mu_t, \qquad S' = S\,\mu_{t+1} \\
+        m &\leftarrow \beta_1 m + (1-\beta_1)\hat g, \qquad
+        v \leftarrow \beta_2 v + (1-\beta_2)\hat g^2 \\
+        \bar m &= (1-\mu_t)\frac{\hat g}{1 - S} + \mu_{t+1}\frac{m}{1 - S'} \\
+        w &\leftarrow w - \eta\,\frac{\bar m}{\sqrt{v / (1-\beta_2^t)} + \epsilon}
+
+    **Quirk [Q15]:** MXNet keeps the momentum schedule ``S`` on the optimizer object and
+    advances it on *every* per-parameter update, in parameter order. So with ``P``
+    parameters, the ``j``-th leaf (0-based) at step ``k`` sees
+    :math:`S = (\prod_{s<k}\mu_s)^P\,\mu_k^{j+1}`: the result depends on the number and
+    order of the leaves (tree order here). mxjax reproduces this; ``S`` lives in
+    ``state.extra``. **[Q1]:** the default lr overrides a scheduler's ``base_lr``.
+
+    Args:
+      learning_rate: η (0.001).
+      beta1, beta2: decay rates in [0, 1).
+      epsilon: ε > 0.
+      schedule_decay: sd ≥ 0, the momentum-schedule decay.
+      **common: the base arguments (``clip_gradient`` follows the NDArray convention).
+    """
+    check_betas(beta1=beta1, beta2=beta2)
+    check_range("epsilon", epsilon, lo=0.0, lo_open=True)
+    check_range("schedule_decay", schedule_decay, lo=0.0)
+    log096 = math.log(0.96) * schedule_decay
+
+    def mu(t: jax.Array) -> jax.Array:
+        return jnp.float32(beta1) * (1 - 0.5 * jnp.exp(t.astype(jnp.float32) * log096))
+
+    def prepare(m_schedule, t, lr, num_leaves):
+        del lr
+        mu_t, mu_next = mu(t), mu(t + 1)
+        return (m_schedule, mu_t, mu_next), m_schedule * mu_t**num_leaves
+
+    def kernel(w: jax.Array, g: jax.Array, s: Slots, h: Hyper) -> tuple[jax.Array, Slots]:
+        m, v = s
+        sched_prev, mu_t, mu_next = h.extra
+        sched = sched_prev * mu_t ** (h.index + 1)
+        sched_next = sched * mu_next
+        dt = w.dtype
+        m = m * jnp.asarray(beta1, dt) + jnp.asarray(1.0 - beta1, dt) * g
+        v = v * jnp.asarray(beta2, dt) + jnp.asarray(1.0 - beta2, dt) * g * g
+        g_prime = g / (1 - sched).astype(dt)
+        m_prime = m / (1 - sched_next).astype(dt)
+        v_prime = v / one_minus_pow(beta2, h.t).astype(dt)
+        m_bar = (1 - mu_t).astype(dt) * g_prime + mu_next.astype(dt) * m_prime
+        return w - h.lr * m_bar / (jnp.sqrt(v_prime) + jnp.asarray(epsilon, dt)), (m, v)
+
+    return from_rule(
+        Rule(
+            kernel,
+            slots=("m", "v"),
+            clip_mode="python",
+            init_extra=lambda: jnp.ones((), jnp.float32),
+            prepare=prepare,
+        ),
+        name="nadam",
+        learning_rate=learning_rate,
+        hyperparams=dict(
+            beta1=beta1, beta2=beta2, epsilon=epsilon, schedule_decay=schedule_decay
+        ),
+        **common,
+    )
