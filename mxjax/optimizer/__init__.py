@@ -18,6 +18,7 @@ from ._base import Rule as Rule
 from ._base import from_rule as from_rule
 from ._base import one_minus_pow as one_minus_pow
 from ._base import rescale_clip as rescale_clip
+from .._names import leaf_names as leaf_names
 from ._nadam import nadam as nadam
 from ._nag import nag as nag
 from ._rmsprop import rmsprop as rmsprop

@@ -219,7 +219,7 @@ def check_range(
     lo_open: bool = False,
     hi_open: bool = False,
 ) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is a real number in range."""
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a finite real in range."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     interval = (
@@ -229,7 +229,7 @@ def check_range(
         + ("inf" if hi is None else repr(hi))
         + (")" if hi_open else "]")
     )
-    ok = not math.isnan(value)
+    ok = math.isfinite(value)
     if ok and lo is not None:
         ok = value > lo if lo_open else value >= lo
     if ok and hi is not None:
@@ -341,7 +341,7 @@ def _mults(name: str, mult: Mapping[str, float] | None) -> dict[str, float]:
 def _config(rule: Rule, learning_rate: float | Schedule | None, c: Common) -> _Config:
     rate, _ = resolve_learning_rate(learning_rate, c.get("lr_scheduler"))
     wd = c.get("wd", 0.0)
-    check_range("wd", wd)
+    check_range("wd", wd, lo=0.0)
     rescale_grad = c.get("rescale_grad", 1.0)
     check_range("rescale_grad", rescale_grad)
     begin = c.get("begin_num_update", 0)
