@@ -53,6 +53,7 @@ class Hyper(NamedTuple):
       wd: the leaf's weight decay, ``wd * wd_mult`` (compute dtype).
       t: this update's count, int32: ``begin_num_update + k`` on the k-th update.
       index: the leaf's position in tree order (a Python int).
+      name: the leaf's MXNet-style name (``fc_weight``; see :mod:`mxjax._names`).
       num_leaves: the number of leaves (a Python int).
       extra: what the rule's ``prepare`` returned for this step, else ``None``.
       rescale_grad: the optimizer's ``rescale_grad`` (for kernels with ``wd_mode="raw"``).
@@ -63,6 +64,7 @@ class Hyper(NamedTuple):
     wd: jax.Array
     t: jax.Array
     index: int
+    name: str
     num_leaves: int
     extra: Any
     rescale_grad: float
@@ -573,6 +575,7 @@ def from_rule(
                 wd=jnp.asarray(cfg.wd * info.wd_mult, info.compute),
                 t=t,
                 index=j,
+                name=info.name,
                 num_leaves=len(p_leaves),
                 extra=step_extra,
                 rescale_grad=cfg.rescale_grad,
