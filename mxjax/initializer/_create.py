@@ -34,7 +34,7 @@ registry: Registry[Any] = Registry(
 )
 
 
-def create(init: Initializer | str | dict[str, Any], **kwargs: Any) -> Initializer:
+def create(init: Initializer | str | dict[str, Any], /, **kwargs: Any) -> Initializer:
     """MXNet's ``mx.init.create``.
 
     ``init`` may be an Initializer (returned as is; no kwargs allowed), a registry name
