@@ -98,7 +98,9 @@ def compute_fans(shape: Shape, in_axis: int = 1, out_axis: int = 0) -> tuple[int
     return shape[i] * field, shape[o] * field
 
 
-def check_real(name: str, value: Any, *, ge: float | None = None, gt: float | None = None) -> float:
+def check_real(
+    name: str, value: Any, *, ge: float | None = None, gt: float | None = None
+) -> float:
     """``value`` as a finite float, or ValueError naming the argument and its range."""
     try:
         x = float(value)
@@ -165,7 +167,12 @@ class Initializer:
         self._kwargs = kwargs
 
     def _init_weight(
-        self, name: str, key: jax.Array, shape: Shape, dtype: jnp.dtype, global_init: NamedInit | None
+        self,
+        name: str,
+        key: jax.Array,
+        shape: Shape,
+        dtype: jnp.dtype,
+        global_init: NamedInit | None,
     ) -> jax.Array:
         raise NotImplementedError(f"{type(self).__name__} has no weight rule")
 
@@ -196,7 +203,9 @@ class Initializer:
     ) -> jax.Array:
         """The weight rule (MXNet's ``_init_weight``), told the parameter's ``name`` and the
         global initializer (used by ``FusedRNN(init=None)``)."""
-        return self._init_weight(name, key, as_shape(shape), as_dtype(dtype), global_init)
+        return self._init_weight(
+            name, key, as_shape(shape), as_dtype(dtype), global_init
+        )
 
     def init_named(
         self,

@@ -23,7 +23,12 @@ class Zero(Initializer):
         super().__init__()
 
     def _init_weight(
-        self, name: str, key: jax.Array, shape: Shape, dtype: jnp.dtype, global_init: NamedInit | None
+        self,
+        name: str,
+        key: jax.Array,
+        shape: Shape,
+        dtype: jnp.dtype,
+        global_init: NamedInit | None,
     ) -> jax.Array:
         del name, key, global_init
         return jnp.zeros(shape, dtype)
@@ -36,7 +41,12 @@ class One(Initializer):
         super().__init__()
 
     def _init_weight(
-        self, name: str, key: jax.Array, shape: Shape, dtype: jnp.dtype, global_init: NamedInit | None
+        self,
+        name: str,
+        key: jax.Array,
+        shape: Shape,
+        dtype: jnp.dtype,
+        global_init: NamedInit | None,
     ) -> jax.Array:
         del name, key, global_init
         return jnp.ones(shape, dtype)
@@ -56,12 +66,19 @@ class Constant(Initializer):
     def __init__(self, value: ArrayLike) -> None:
         arr = np.asarray(value)
         if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-            raise ValueError(f"value must be a number or a numeric array, got {value!r}")
+            raise ValueError(
+                f"value must be a number or a numeric array, got {value!r}"
+            )
         super().__init__(value=value)
         self.value = arr
 
     def _init_weight(
-        self, name: str, key: jax.Array, shape: Shape, dtype: jnp.dtype, global_init: NamedInit | None
+        self,
+        name: str,
+        key: jax.Array,
+        shape: Shape,
+        dtype: jnp.dtype,
+        global_init: NamedInit | None,
     ) -> jax.Array:
         del key, global_init
         try:

@@ -47,26 +47,38 @@ def create(init: Initializer | str | dict[str, Any], /, **kwargs: Any) -> Initia
     """
     if isinstance(init, Initializer):
         if kwargs:
-            raise ValueError(f"{init!r} is already an instance; extra arguments {kwargs} are invalid")
+            raise ValueError(
+                f"{init!r} is already an instance; extra arguments {kwargs} are invalid"
+            )
         return init
     if isinstance(init, dict):
         kw = dict(init)
         if "initializer" not in kw:
-            raise ValueError(f"an initializer dict needs an 'initializer' key, got {init!r}")
+            raise ValueError(
+                f"an initializer dict needs an 'initializer' key, got {init!r}"
+            )
         return create(kw.pop("initializer"), **kw, **kwargs)
     if not isinstance(init, str):
-        raise ValueError(f"initializer must be an Initializer, str or dict, got {init!r}")
+        raise ValueError(
+            f"initializer must be an Initializer, str or dict, got {init!r}"
+        )
     if init.startswith(("[", "{")):
         if kwargs:
-            raise ValueError("extra arguments are invalid with a JSON initializer string")
+            raise ValueError(
+                "extra arguments are invalid with a JSON initializer string"
+            )
         try:
             spec = json.loads(init)
         except json.JSONDecodeError as e:
             raise ValueError(f"malformed initializer JSON {init!r}: {e}") from None
         if isinstance(spec, dict):
             return create(spec)
-        if not (isinstance(spec, list) and len(spec) == 2 and isinstance(spec[1], dict)):
-            raise ValueError(f"initializer JSON must be [name, {{kwargs}}], got {init!r}")
+        if not (
+            isinstance(spec, list) and len(spec) == 2 and isinstance(spec[1], dict)
+        ):
+            raise ValueError(
+                f"initializer JSON must be [name, {{kwargs}}], got {init!r}"
+            )
         return create(spec[0], **spec[1])
     return registry.create(init, **kwargs)
 

@@ -63,13 +63,17 @@ class Load:
         if isinstance(param, (str, os.PathLike)):
             param = _read(param)
         if not isinstance(param, Mapping):
-            raise ValueError(f"param must be a mapping or a file path, got {type(param).__name__}")
+            raise ValueError(
+                f"param must be a mapping or a file path, got {type(param).__name__}"
+            )
         self.param: dict[str, np.ndarray] = {}
         for name, arr in param.items():
             key = name[4:] if name.startswith(("arg:", "aux:")) else name
             self.param[key] = np.asarray(arr)
         if default_init is not None and not isinstance(default_init, NamedInit):
-            raise ValueError(f"default_init must be an initializer or None, got {default_init!r}")
+            raise ValueError(
+                f"default_init must be an initializer or None, got {default_init!r}"
+            )
         self.default_init = default_init
         self.verbose = bool(verbose)
 
@@ -99,12 +103,16 @@ class Load:
                 f"Cannot initialize {name}: not found in the loaded parameters and no "
                 "default_init is provided"
             )
-        out = self.default_init.init_named(name, key, shape_t, dtype, global_init=global_init)
+        out = self.default_init.init_named(
+            name, key, shape_t, dtype, global_init=global_init
+        )
         if self.verbose:
             logger.info("Initialized %s by default", name)
         return out
 
-    def __call__(self, key: jax.Array, shape: Sequence[int], dtype: DTypeLike | None = None) -> jax.Array:
+    def __call__(
+        self, key: jax.Array, shape: Sequence[int], dtype: DTypeLike | None = None
+    ) -> jax.Array:
         raise TypeError(
             "Load initializes by parameter name; use init_params(Load(...), key, shapes) "
             "or Load(...).init_named(name, key, shape, dtype)"

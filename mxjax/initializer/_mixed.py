@@ -31,20 +31,26 @@ class Mixed:
         matches no pattern.
     """
 
-    def __init__(self, patterns: Sequence[str], initializers: Sequence[NamedInit]) -> None:
+    def __init__(
+        self, patterns: Sequence[str], initializers: Sequence[NamedInit]
+    ) -> None:
         if len(patterns) != len(initializers):
             raise ValueError(
                 f"patterns and initializers must have the same length, got "
                 f"{len(patterns)} and {len(initializers)}"
             )
         self.map: list[tuple[re.Pattern[str], NamedInit]] = []
-        for p, init in zip(patterns, initializers):
+        for p, init in zip(patterns, initializers, strict=False):
             try:
                 prog = re.compile(p)
             except re.error as e:
-                raise ValueError(f"pattern {p!r} is not a valid regular expression: {e}") from None
+                raise ValueError(
+                    f"pattern {p!r} is not a valid regular expression: {e}"
+                ) from None
             if not isinstance(init, NamedInit):
-                raise ValueError(f"initializer for pattern {p!r} is not an initializer: {init!r}")
+                raise ValueError(
+                    f"initializer for pattern {p!r} is not an initializer: {init!r}"
+                )
             self.map.append((prog, init))
 
     def init_named(
@@ -66,7 +72,9 @@ class Mixed:
             "with a default initializer"
         )
 
-    def __call__(self, key: jax.Array, shape: Sequence[int], dtype: DTypeLike | None = None) -> jax.Array:
+    def __call__(
+        self, key: jax.Array, shape: Sequence[int], dtype: DTypeLike | None = None
+    ) -> jax.Array:
         raise TypeError(
             "Mixed routes by parameter name; use init_params(Mixed(...), key, shapes) "
             "or Mixed(...).init_named(name, key, shape, dtype)"

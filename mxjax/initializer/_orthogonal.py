@@ -33,17 +33,26 @@ class Orthogonal(Initializer):
       neural networks <https://arxiv.org/abs/1312.6120>`_, 2013.
     """
 
-    def __init__(self, scale: float = 1.414, rand_type: Literal["uniform", "normal"] = "uniform") -> None:
+    def __init__(
+        self, scale: float = 1.414, rand_type: Literal["uniform", "normal"] = "uniform"
+    ) -> None:
         super().__init__(scale=scale, rand_type=rand_type)
         self.scale = check_real("scale", scale, ge=0.0)
         self.rand_type = check_choice("rand_type", rand_type, ("uniform", "normal"))
 
     def _init_weight(
-        self, name: str, key: jax.Array, shape: Shape, dtype: jnp.dtype, global_init: NamedInit | None
+        self,
+        name: str,
+        key: jax.Array,
+        shape: Shape,
+        dtype: jnp.dtype,
+        global_init: NamedInit | None,
     ) -> jax.Array:
         del global_init
         if len(shape) < 1:
-            raise ValueError(f"Orthogonal needs at least 1 dimension for {name or 'a parameter'}, got {shape}")
+            raise ValueError(
+                f"Orthogonal needs at least 1 dimension for {name or 'a parameter'}, got {shape}"
+            )
         nout, nin = shape[0], math.prod(shape[1:])
         if self.rand_type == "uniform":
             tmp = jax.random.uniform(key, (nout, nin), jnp.float32, -1.0, 1.0)

@@ -72,9 +72,11 @@ def init_params(
     names = [path_name(p) for p, _ in leaves]
     unknown = sorted(set(overrides) - set(names))
     if unknown:
-        raise ValueError(f"per_param names {unknown} are not leaves of shapes; leaves: {names}")
+        raise ValueError(
+            f"per_param names {unknown} are not leaves of shapes; leaves: {names}"
+        )
     out = []
-    for name, (_, leaf) in zip(names, leaves):
+    for name, (_, leaf) in zip(names, leaves, strict=False):
         if _is_shape(leaf):
             shape, dt = tuple(int(d) for d in leaf), dtype
         elif hasattr(leaf, "shape") and hasattr(leaf, "dtype"):
@@ -86,7 +88,9 @@ def init_params(
             )
         k = leaf_key(key, name)
         if name in overrides:
-            out.append(overrides[name].init_weight(k, shape, dt, name=name, global_init=init))
+            out.append(
+                overrides[name].init_weight(k, shape, dt, name=name, global_init=init)
+            )
         else:
             out.append(init.init_named(name, k, shape, dt))
     return jax.tree_util.tree_unflatten(treedef, out)

@@ -25,7 +25,12 @@ class Uniform(Initializer):
         self.scale = check_real("scale", scale, ge=0.0)
 
     def _init_weight(
-        self, name: str, key: jax.Array, shape: Shape, dtype: jnp.dtype, global_init: NamedInit | None
+        self,
+        name: str,
+        key: jax.Array,
+        shape: Shape,
+        dtype: jnp.dtype,
+        global_init: NamedInit | None,
     ) -> jax.Array:
         del name, global_init
         return jax.random.uniform(key, shape, dtype, -self.scale, self.scale)
@@ -43,7 +48,12 @@ class Normal(Initializer):
         self.sigma = check_real("sigma", sigma, ge=0.0)
 
     def _init_weight(
-        self, name: str, key: jax.Array, shape: Shape, dtype: jnp.dtype, global_init: NamedInit | None
+        self,
+        name: str,
+        key: jax.Array,
+        shape: Shape,
+        dtype: jnp.dtype,
+        global_init: NamedInit | None,
     ) -> jax.Array:
         del name, global_init
         return jax.random.normal(key, shape, dtype) * jnp.asarray(self.sigma, dtype)

@@ -44,11 +44,18 @@ class LSTMBias(Initializer):
         self.forget_bias = check_real("forget_bias", forget_bias)
 
     def _init_weight(
-        self, name: str, key: jax.Array, shape: Shape, dtype: jnp.dtype, global_init: NamedInit | None
+        self,
+        name: str,
+        key: jax.Array,
+        shape: Shape,
+        dtype: jnp.dtype,
+        global_init: NamedInit | None,
     ) -> jax.Array:
         del key, global_init
         if len(shape) < 1:
-            raise ValueError(f"LSTMBias needs at least 1 dimension for {name or 'a parameter'}, got {shape}")
+            raise ValueError(
+                f"LSTMBias needs at least 1 dimension for {name or 'a parameter'}, got {shape}"
+            )
         h = int(shape[0] / 4)
         return jnp.zeros(shape, dtype).at[h : 2 * h].set(self.forget_bias)
 
@@ -140,7 +147,9 @@ class FusedRNN(Initializer):
 
             init = create(init)
         if init is not None and not isinstance(init, Initializer):
-            raise ValueError(f"init must be an Initializer, a str or None, got {init!r}")
+            raise ValueError(
+                f"init must be an Initializer, a str or None, got {init!r}"
+            )
         super().__init__(
             init=init.dumps() if init is not None else None,
             num_hidden=num_hidden,
@@ -157,10 +166,17 @@ class FusedRNN(Initializer):
         self.forget_bias = check_real("forget_bias", forget_bias)
 
     def _init_weight(
-        self, name: str, key: jax.Array, shape: Shape, dtype: jnp.dtype, global_init: NamedInit | None
+        self,
+        name: str,
+        key: jax.Array,
+        shape: Shape,
+        dtype: jnp.dtype,
+        global_init: NamedInit | None,
     ) -> jax.Array:
         if len(shape) != 1:
-            raise ValueError(f"FusedRNN needs a 1-D parameter vector for {name or 'a parameter'}, got {shape}")
+            raise ValueError(
+                f"FusedRNN needs a 1-D parameter vector for {name or 'a parameter'}, got {shape}"
+            )
         sub = self.init if self.init is not None else global_init
         if sub is None or sub is self:
             raise ValueError(
@@ -175,6 +191,12 @@ class FusedRNN(Initializer):
             if self.mode == "lstm" and piece.endswith("_f_bias"):
                 arr = jnp.full(piece_shape, self.forget_bias, dtype)
             else:
-                arr = sub.init_named(piece, leaf_key(key, piece), piece_shape, dtype, global_init=global_init)
+                arr = sub.init_named(
+                    piece,
+                    leaf_key(key, piece),
+                    piece_shape,
+                    dtype,
+                    global_init=global_init,
+                )
             pieces.append(arr.reshape(-1))
         return jnp.concatenate(pieces)

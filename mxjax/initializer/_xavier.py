@@ -48,14 +48,22 @@ def variance_scaling(
 
 
 def xavier_scale(
-    shape: Shape, magnitude: float, factor_type: FactorType, in_axis: int = 1, out_axis: int = 0
+    shape: Shape,
+    magnitude: float,
+    factor_type: FactorType,
+    in_axis: int = 1,
+    out_axis: int = 0,
 ) -> float:
     """``c = sqrt(magnitude / factor)`` (float64, as MXNet's ``np.sqrt``)."""
     try:
         fan_in, fan_out = compute_fans(shape, in_axis, out_axis)
     except ValueError as e:
-        raise ValueError(f"Xavier initializer cannot be applied to shape {shape}: {e}") from None
-    factor = {"avg": (fan_in + fan_out) / 2.0, "in": fan_in, "out": fan_out}[factor_type]
+        raise ValueError(
+            f"Xavier initializer cannot be applied to shape {shape}: {e}"
+        ) from None
+    factor = {"avg": (fan_in + fan_out) / 2.0, "in": fan_in, "out": fan_out}[
+        factor_type
+    ]
     return math.sqrt(magnitude / factor)
 
 
@@ -89,10 +97,18 @@ class Xavier(Initializer):
         in_axis: int = 1,
         out_axis: int = 0,
     ) -> None:
-        kwargs = {"rnd_type": rnd_type, "factor_type": factor_type, "magnitude": magnitude}
+        kwargs = {
+            "rnd_type": rnd_type,
+            "factor_type": factor_type,
+            "magnitude": magnitude,
+        }
         self._set(kwargs, magnitude, in_axis, out_axis)
-        self.rnd_type: RndType = check_choice("rnd_type", rnd_type, ("uniform", "gaussian"))  # type: ignore[assignment]
-        self.factor_type: FactorType = check_choice("factor_type", factor_type, ("avg", "in", "out"))  # type: ignore[assignment]
+        self.rnd_type: RndType = check_choice(
+            "rnd_type", rnd_type, ("uniform", "gaussian")
+        )  # type: ignore[assignment]
+        self.factor_type: FactorType = check_choice(
+            "factor_type", factor_type, ("avg", "in", "out")
+        )  # type: ignore[assignment]
 
     def _set(self, kwargs: dict, magnitude: float, in_axis: int, out_axis: int) -> None:
         self.in_axis = check_int("in_axis", in_axis, ge=-(2**31))
@@ -106,10 +122,17 @@ class Xavier(Initializer):
 
     def scale(self, shape: Shape) -> float:
         """MXNet's ``scale = sqrt(magnitude / factor)`` for a weight of ``shape``."""
-        return xavier_scale(tuple(shape), self.magnitude, self.factor_type, self.in_axis, self.out_axis)
+        return xavier_scale(
+            tuple(shape), self.magnitude, self.factor_type, self.in_axis, self.out_axis
+        )
 
     def _init_weight(
-        self, name: str, key: jax.Array, shape: Shape, dtype: jnp.dtype, global_init: NamedInit | None
+        self,
+        name: str,
+        key: jax.Array,
+        shape: Shape,
+        dtype: jnp.dtype,
+        global_init: NamedInit | None,
     ) -> jax.Array:
         del global_init
         if len(shape) < 2:
@@ -153,7 +176,14 @@ class MSRAPrelu(Xavier):
         out_axis: int = 0,
     ) -> None:
         s = check_real("slope", slope)
-        self._set({"factor_type": factor_type, "slope": slope}, 2.0 / (1 + s**2), in_axis, out_axis)
+        self._set(
+            {"factor_type": factor_type, "slope": slope},
+            2.0 / (1 + s**2),
+            in_axis,
+            out_axis,
+        )
         self.rnd_type = "gaussian"
-        self.factor_type = check_choice("factor_type", factor_type, ("avg", "in", "out"))  # type: ignore[assignment]
+        self.factor_type = check_choice(
+            "factor_type", factor_type, ("avg", "in", "out")
+        )  # type: ignore[assignment]
         self.slope = s

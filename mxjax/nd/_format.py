@@ -46,4 +46,6 @@ TYPE_FLAGS: dict[int, np.dtype] = {
 if _BF16 is not None:
     TYPE_FLAGS[12] = _BF16
 
-FLAG_OF_DTYPE: dict[np.dtype, int] = {dt.newbyteorder("="): f for f, dt in TYPE_FLAGS.items()}
+FLAG_OF_DTYPE: dict[np.dtype, int] = {
+    dt.newbyteorder("="): f for f, dt in TYPE_FLAGS.items()
+}

@@ -119,7 +119,9 @@ def _record(r: _Reader, index: int) -> np.ndarray:
     return _data(r, shape, flag, what)
 
 
-def load_frombuffer(buf: bytes | bytearray | memoryview) -> dict[str, np.ndarray] | list[np.ndarray]:
+def load_frombuffer(
+    buf: bytes | bytearray | memoryview,
+) -> dict[str, np.ndarray] | list[np.ndarray]:
     """Decode an MXNet NDArray file held in memory (MXNet's ``nd.load_frombuffer``).
 
     Returns a ``list`` when the file stores no names (a list save) and a ``dict`` (in file
@@ -156,7 +158,7 @@ def load_frombuffer(buf: bytes | bytearray | memoryview) -> dict[str, np.ndarray
         return arrays
     if len(set(names)) != len(names):
         raise MXNetFileError("duplicate array names")
-    return dict(zip(names, arrays))
+    return dict(zip(names, arrays, strict=False))
 
 
 def load(path: str | os.PathLike[str]) -> dict[str, np.ndarray] | list[np.ndarray]:

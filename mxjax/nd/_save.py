@@ -54,7 +54,7 @@ def save_tobuffer(data: Mapping[str, Any] | Sequence[Any] | Any) -> bytes:
         names, values = [], [data]
     labels = names or [str(i) for i in range(len(values))]
     parts = [struct.pack("<QQQ", LIST_MAGIC, 0, len(values))]
-    parts += [_record(lab, v) for lab, v in zip(labels, values)]
+    parts += [_record(lab, v) for lab, v in zip(labels, values, strict=False)]
     parts.append(struct.pack("<Q", len(names)))
     for key in names:
         raw = key.encode("utf-8")
@@ -62,7 +62,9 @@ def save_tobuffer(data: Mapping[str, Any] | Sequence[Any] | Any) -> bytes:
     return b"".join(parts)
 
 
-def save(path: str | os.PathLike[str], data: Mapping[str, Any] | Sequence[Any] | Any) -> None:
+def save(
+    path: str | os.PathLike[str], data: Mapping[str, Any] | Sequence[Any] | Any
+) -> None:
     """Write ``data`` to ``path`` in MXNet's ``.params`` format (MXNet's ``mx.nd.save``).
 
     Args:

@@ -27,15 +27,21 @@ def ids(cases, *fields):
     return ["-".join(str(c[f]) for f in fields) for c in cases]
 
 
-@pytest.mark.parametrize("case", CASES["constant"], ids=ids(CASES["constant"], "init", "shape"))
+@pytest.mark.parametrize(
+    "case", CASES["constant"], ids=ids(CASES["constant"], "init", "shape")
+)
 def test_constant_matches_mxnet(case):
     init = build(case["init"])
     if "error" in case:
         with pytest.raises(ValueError, match="broadcast"):
             init(KEY, case["shape"])
     else:
-        np.testing.assert_array_equal(init(KEY, case["shape"]), np.float32(case["value"]))
-        np.testing.assert_array_equal(init.init_named("fc_weight", KEY, case["shape"]), np.float32(case["value"]))
+        np.testing.assert_array_equal(
+            init(KEY, case["shape"]), np.float32(case["value"])
+        )
+        np.testing.assert_array_equal(
+            init.init_named("fc_weight", KEY, case["shape"]), np.float32(case["value"])
+        )
 
 
 @pytest.mark.parametrize("case", CASES["bilinear"], ids=ids(CASES["bilinear"], "shape"))
@@ -44,22 +50,38 @@ def test_bilinear_matches_mxnet(case):
         with pytest.raises(ValueError, match="4-D"):
             I.Bilinear()(KEY, case["shape"])
     else:
-        np.testing.assert_array_equal(I.Bilinear()(KEY, case["shape"]), np.float32(case["value"]))
+        np.testing.assert_array_equal(
+            I.Bilinear()(KEY, case["shape"]), np.float32(case["value"])
+        )
 
 
 def test_bilinear_4x4_first_row_is_documented_value():
-    np.testing.assert_array_equal(I.Bilinear()(KEY, (1, 1, 4, 4))[0, 0, 0], [0.0625, 0.1875, 0.1875, 0.0625])
+    np.testing.assert_array_equal(
+        I.Bilinear()(KEY, (1, 1, 4, 4))[0, 0, 0], [0.0625, 0.1875, 0.1875, 0.0625]
+    )
 
 
-@pytest.mark.parametrize("case", CASES["lstmbias"], ids=ids(CASES["lstmbias"], "forget_bias", "shape"))
+@pytest.mark.parametrize(
+    "case", CASES["lstmbias"], ids=ids(CASES["lstmbias"], "forget_bias", "shape")
+)
 def test_lstmbias_weight_rule_and_name_dispatch_match_mxnet(case):
     init = I.LSTMBias(case["forget_bias"])
-    np.testing.assert_array_equal(init(KEY, case["shape"]), np.float32(case["weight_rule"]["value"]))
     np.testing.assert_array_equal(
-        init.init_named("lstm_i2h_bias", KEY, case["shape"]), np.float32(case["by_name"]["value"])
+        init(KEY, case["shape"]), np.float32(case["weight_rule"]["value"])
     )
-    got = I.init_params(I.Zero(), KEY, {"lstm_i2h_bias": tuple(case["shape"])}, per_param={"lstm_i2h_bias": init})
-    np.testing.assert_array_equal(got["lstm_i2h_bias"], np.float32(case["weight_rule"]["value"]))
+    np.testing.assert_array_equal(
+        init.init_named("lstm_i2h_bias", KEY, case["shape"]),
+        np.float32(case["by_name"]["value"]),
+    )
+    got = I.init_params(
+        I.Zero(),
+        KEY,
+        {"lstm_i2h_bias": tuple(case["shape"])},
+        per_param={"lstm_i2h_bias": init},
+    )
+    np.testing.assert_array_equal(
+        got["lstm_i2h_bias"], np.float32(case["weight_rule"]["value"])
+    )
 
 
 class Positional(I.Initializer):
@@ -72,12 +94,16 @@ class Positional(I.Initializer):
     def _init_weight(self, name, key, shape, dtype, global_init):
         self.seen.append([name, list(shape)])
         base = zlib.crc32(name.encode()) % 100
-        vals = base + np.arange(math.prod(shape), dtype=np.float64).reshape(shape) / 1000
+        vals = (
+            base + np.arange(math.prod(shape), dtype=np.float64).reshape(shape) / 1000
+        )
         return jnp.asarray(vals.astype(np.float32), dtype)
 
 
 @pytest.mark.parametrize(
-    "case", CASES["fusedrnn"], ids=ids(CASES["fusedrnn"], "mode", "num_layers", "bidirectional", "inner")
+    "case",
+    CASES["fusedrnn"],
+    ids=ids(CASES["fusedrnn"], "mode", "num_layers", "bidirectional", "inner"),
 )
 def test_fusedrnn_layout_matches_mxnet(case):
     seen: list = []
@@ -87,9 +113,12 @@ def test_fusedrnn_layout_matches_mxnet(case):
         got = fused(KEY, (case["size"],))
     elif case["inner"] == "global":
         fused = I.FusedRNN(None, *args, forget_bias=case["forget_bias"])
-        got = I.init_params(Positional(seen), KEY, {"parameters": (case["size"],)}, per_param={"parameters": fused})[
-            "parameters"
-        ]
+        got = I.init_params(
+            Positional(seen),
+            KEY,
+            {"parameters": (case["size"],)},
+            per_param={"parameters": fused},
+        )["parameters"]
     else:
         fused = I.FusedRNN(I.Constant(0.5), *args)
         got = fused(KEY, (case["size"],))
@@ -99,12 +128,21 @@ def test_fusedrnn_layout_matches_mxnet(case):
 
 
 def test_fusedrnn_lstm_forget_bias_is_doubled_q30():
-    case = next(c for c in CASES["fusedrnn"] if c["mode"] == "lstm" and c["inner"] == "constant" and c["num_layers"] == 1 and not c["bidirectional"])
+    case = next(
+        c
+        for c in CASES["fusedrnn"]
+        if c["mode"] == "lstm"
+        and c["inner"] == "constant"
+        and c["num_layers"] == 1
+        and not c["bidirectional"]
+    )
     value = np.float32(case["value"])
     h = case["num_hidden"]
     biases = value[-8 * h :].reshape(2, 4, h)  # i2h then h2h, gates i f c o
     np.testing.assert_array_equal(biases[:, 1], 1.0)
-    np.testing.assert_array_equal(I.FusedRNN(I.Constant(0.5), 2, 1, "lstm")(KEY, (case["size"],)), value)
+    np.testing.assert_array_equal(
+        I.FusedRNN(I.Constant(0.5), 2, 1, "lstm")(KEY, (case["size"],)), value
+    )
 
 
 def test_fusedrnn_bad_size_raises_like_mxnet():
@@ -114,24 +152,34 @@ def test_fusedrnn_bad_size_raises_like_mxnet():
 
 
 def test_fusedrnn_str_init_works_where_mxnet_raises():
-    assert CASES["fusedrnn_str_init"]["error"] == "KeyError"  # a 1.9.1 bug we do not copy
+    assert (
+        CASES["fusedrnn_str_init"]["error"] == "KeyError"
+    )  # a 1.9.1 bug we do not copy
     fused = I.FusedRNN('["one", {}]', 2, 1, "gru")
     assert fused.init == I.One()
 
 
-@pytest.mark.parametrize("case", CASES["mixed"], ids=ids(CASES["mixed"], "patterns", "name"))
+@pytest.mark.parametrize(
+    "case", CASES["mixed"], ids=ids(CASES["mixed"], "patterns", "name")
+)
 def test_mixed_matches_mxnet_q32(case):
     mixed = I.Mixed(case["patterns"], [build(s) for s in case["inits"]])
     if "error" in case:
         with pytest.raises(ValueError, match=case["name"]):
             mixed.init_named(case["name"], KEY, case["shape"])
     else:
-        got = I.init_params(mixed, KEY, {case["name"]: tuple(case["shape"])})[case["name"]]
+        got = I.init_params(mixed, KEY, {case["name"]: tuple(case["shape"])})[
+            case["name"]
+        ]
         np.testing.assert_array_equal(got, np.float32(case["value"]))
 
 
 @pytest.mark.parametrize("source", ["params", "dict", "npz"])
-@pytest.mark.parametrize("case", CASES["load"], ids=[f"{c['name']}-{c['shape']}-{c['default'] is not None}" for c in CASES["load"]])
+@pytest.mark.parametrize(
+    "case",
+    CASES["load"],
+    ids=[f"{c['name']}-{c['shape']}-{c['default'] is not None}" for c in CASES["load"]],
+)
 def test_load_matches_mxnet(case, source, tmp_path):
     from mxjax import nd
 
@@ -151,7 +199,9 @@ def test_load_matches_mxnet(case, source, tmp_path):
             load.init_named(case["name"], KEY, case["shape"])
         assert case["name"] in str(info.value)
     else:
-        got = I.init_params(load, KEY, {"p": {case["name"]: tuple(case["shape"])}}["p"])[case["name"]]
+        got = I.init_params(
+            load, KEY, {"p": {case["name"]: tuple(case["shape"])}}["p"]
+        )[case["name"]]
         np.testing.assert_array_equal(got, np.float32(case["value"]))
 
 
@@ -172,12 +222,16 @@ def test_load_verbose_logs(caplog):
 MOVING = ("moving_mean", "moving_var", "moving_inv_var", "moving_avg")
 
 
-@pytest.mark.parametrize("case", CASES["dispatch"], ids=[c["name"] or "<empty>" for c in CASES["dispatch"]])
+@pytest.mark.parametrize(
+    "case", CASES["dispatch"], ids=[c["name"] or "<empty>" for c in CASES["dispatch"]]
+)
 def test_name_dispatch_matches_mxnet_q27(case):
     init = I.Constant(3)
     if "value" in case:
         expected = case["value"]
-    elif case["name"].endswith(MOVING):  # BatchNorm aux states follow MXNet's legacy path
+    elif case["name"].endswith(
+        MOVING
+    ):  # BatchNorm aux states follow MXNet's legacy path
         expected = case["legacy"]["value"]
     else:
         with pytest.raises(ValueError, match="Unknown initialization pattern"):
@@ -185,7 +239,9 @@ def test_name_dispatch_matches_mxnet_q27(case):
         with pytest.raises(ValueError, match=repr(case["name"])):
             I.init_params(init, KEY, {case["name"]: tuple(case["shape"])})
         return
-    np.testing.assert_array_equal(init.init_named(case["name"], KEY, case["shape"]), np.float32(expected))
+    np.testing.assert_array_equal(
+        init.init_named(case["name"], KEY, case["shape"]), np.float32(expected)
+    )
     got = I.init_params(init, KEY, {case["name"]: tuple(case["shape"])})[case["name"]]
     np.testing.assert_array_equal(got, np.float32(expected))
 
@@ -207,13 +263,18 @@ def test_xavier_scale_matches_mxnet(case):
     np.testing.assert_allclose(init.scale(shape), high, rtol=1e-12)
     # flax layout: (in, out) / HWIO with in_axis=-2, out_axis=-1 gives the same fans
     flax_shape = (*shape[2:], shape[1], shape[0])
-    flax_init = getattr(I, case["init"]["cls"])(**case["init"]["kwargs"], in_axis=-2, out_axis=-1)
+    flax_init = getattr(I, case["init"]["cls"])(
+        **case["init"]["kwargs"], in_axis=-2, out_axis=-1
+    )
     np.testing.assert_allclose(flax_init.scale(flax_shape), high, rtol=1e-12)
     if kind == "uniform":
         assert np.abs(np.asarray(init(KEY, shape))).max() <= high
 
 
-@pytest.mark.parametrize("case", [c for c in CASES["scales"] if c["init"]["cls"] in ("Uniform", "Normal")][:2])
+@pytest.mark.parametrize(
+    "case",
+    [c for c in CASES["scales"] if c["init"]["cls"] in ("Uniform", "Normal")][:2],
+)
 def test_uniform_normal_draw_parameters_match_mxnet(case):
     init = build(case["init"])
     kind, a, b = case["draw"]
@@ -223,7 +284,9 @@ def test_uniform_normal_draw_parameters_match_mxnet(case):
         assert (0.0, init.sigma) == (a, b)
 
 
-@pytest.mark.parametrize("case", CASES["moments"], ids=ids(CASES["moments"], "init", "shape"))
+@pytest.mark.parametrize(
+    "case", CASES["moments"], ids=ids(CASES["moments"], "init", "shape")
+)
 def test_moments_match_mxnet_within_3_percent(case):
     init = build(case["init"])
     x = np.asarray(init(jax.random.key(1), tuple(case["shape"])), np.float64)
@@ -243,10 +306,14 @@ def test_dumps_matches_mxnet(case):
     assert I.create(case["dumps"]).dumps() == case["dumps"]
 
 
-@pytest.mark.parametrize("case", CASES["create"], ids=[c["text"] for c in CASES["create"]])
+@pytest.mark.parametrize(
+    "case", CASES["create"], ids=[c["text"] for c in CASES["create"]]
+)
 def test_create_matches_mxnet(case):
     if "error" in case:
-        if case["error"] == "KeyError":  # MXNet's FusedRNN string-init bug: we create it
+        if (
+            case["error"] == "KeyError"
+        ):  # MXNet's FusedRNN string-init bug: we create it
             assert isinstance(I.create(case["text"]), I.FusedRNN)
         else:
             with pytest.raises(ValueError, match="nosuchinit"):

@@ -30,7 +30,9 @@ ALL = RANDOM + [
 ]
 
 
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16], ids=lambda d: jnp.dtype(d).name)
+@pytest.mark.parametrize(
+    "dtype", [jnp.float32, jnp.bfloat16, jnp.float16], ids=lambda d: jnp.dtype(d).name
+)
 @pytest.mark.parametrize("name,build,shape", ALL, ids=[a[0] for a in ALL])
 def test_initializer_keeps_shape_and_dtype(name, build, shape, dtype):
     out = build()(KEY, shape, dtype)
@@ -38,19 +40,27 @@ def test_initializer_keeps_shape_and_dtype(name, build, shape, dtype):
     assert out.dtype == jnp.dtype(dtype)
 
 
-JITTED = [a for a in ALL if a[0] in ("uniform", "xavier_gaussian", "orthogonal", "fusedrnn", "bilinear")]
+JITTED = [
+    a
+    for a in ALL
+    if a[0] in ("uniform", "xavier_gaussian", "orthogonal", "fusedrnn", "bilinear")
+]
 
 
 @pytest.mark.parametrize("name,build,shape", JITTED, ids=[a[0] for a in JITTED])
 def test_initializer_default_dtype_is_float32_and_jits(name, build, shape):
     init = build()
     out = jax.jit(init, static_argnums=(1, 2))(KEY, shape, jnp.float32)
-    np.testing.assert_allclose(out, init(KEY, shape), rtol=1e-6, atol=1e-7)  # XLA may fuse
+    np.testing.assert_allclose(
+        out, init(KEY, shape), rtol=1e-6, atol=1e-7
+    )  # XLA may fuse
     assert init(KEY, shape).dtype == jnp.float32
 
 
 @pytest.mark.parametrize("name,build,shape", RANDOM, ids=[r[0] for r in RANDOM])
-def test_random_initializer_same_key_same_array_other_key_other_array(name, build, shape):
+def test_random_initializer_same_key_same_array_other_key_other_array(
+    name, build, shape
+):
     init = build()
     np.testing.assert_array_equal(init(KEY, shape), init(KEY, shape))
     assert not np.array_equal(init(KEY, shape), init(jax.random.key(1), shape))
@@ -61,7 +71,9 @@ def test_raw_uint32_key_is_accepted():
     assert out.shape == (3,)
 
 
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16], ids=lambda d: jnp.dtype(d).name)
+@pytest.mark.parametrize(
+    "dtype", [jnp.float32, jnp.bfloat16, jnp.float16], ids=lambda d: jnp.dtype(d).name
+)
 def test_uniform_is_symmetric_and_bounded(dtype):
     x = np.asarray(I.Uniform(0.5)(KEY, (20000,), dtype), np.float32)
     assert x.min() >= -0.5 and x.max() <= 0.5
@@ -92,10 +104,14 @@ def test_xavier_on_vector_raises_like_mxnet():
 @pytest.mark.parametrize("rand_type", ["uniform", "normal"])
 def test_orthogonal_is_orthogonal_at_its_scale(shape, rand_type):
     scale = 1.414
-    w = np.asarray(I.Orthogonal(scale, rand_type)(KEY, shape), np.float64).reshape(shape[0], -1)
+    w = np.asarray(I.Orthogonal(scale, rand_type)(KEY, shape), np.float64).reshape(
+        shape[0], -1
+    )
     nout, nin = w.shape
     gram = w @ w.T if nout <= nin else w.T @ w
-    np.testing.assert_allclose(gram, scale**2 * np.eye(min(nout, nin)), atol=1e-5 * scale**2 * 10)
+    np.testing.assert_allclose(
+        gram, scale**2 * np.eye(min(nout, nin)), atol=1e-5 * scale**2 * 10
+    )
 
 
 def test_orthogonal_bf16_is_not_upcast():
@@ -111,7 +127,13 @@ def test_initializer_drops_into_jax_nn_style_call_with_positional_dtype():
 
 def test_flax_linear_accepts_mxjax_kernel_init():
     nnx = pytest.importorskip("flax.nnx")
-    layer = nnx.Linear(6, 4, kernel_init=I.Xavier(in_axis=-2, out_axis=-1), bias_init=I.Zero(), rngs=nnx.Rngs(0))
+    layer = nnx.Linear(
+        6,
+        4,
+        kernel_init=I.Xavier(in_axis=-2, out_axis=-1),
+        bias_init=I.Zero(),
+        rngs=nnx.Rngs(0),
+    )
     assert layer.kernel.shape == (6, 4)
     c = np.sqrt(3 / 5)
     assert np.abs(np.asarray(layer.kernel)).max() <= c
@@ -144,7 +166,9 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("build,arg,rng", BAD, ids=[f"{b[1]}-{i}" for i, b in enumerate(BAD)])
+@pytest.mark.parametrize(
+    "build,arg,rng", BAD, ids=[f"{b[1]}-{i}" for i, b in enumerate(BAD)]
+)
 def test_bad_argument_raises_value_error_naming_it(build, arg, rng):
     with pytest.raises(ValueError, match=arg) as info:
         build()

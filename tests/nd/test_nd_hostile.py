@@ -25,7 +25,9 @@ def file_of(records: list[bytes], names: list[str] | None = None) -> bytes:
     return out
 
 
-def record(shape, flag: int, data: bytes, *, magic: int = V2, stype: int = 0, dev: int = 1) -> bytes:
+def record(
+    shape, flag: int, data: bytes, *, magic: int = V2, stype: int = 0, dev: int = 1
+) -> bytes:
     head = struct.pack("<I", magic)
     if magic == V2:
         head += struct.pack("<i", stype)
@@ -33,17 +35,34 @@ def record(shape, flag: int, data: bytes, *, magic: int = V2, stype: int = 0, de
     return head + struct.pack("<iii", dev, 0, flag) + data
 
 
-GOOD = nd.save_tobuffer({"arg:w": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.array([1, 2], np.int64)})
+GOOD = nd.save_tobuffer(
+    {
+        "arg:w": np.arange(6, dtype=np.float32).reshape(2, 3),
+        "b": np.array([1, 2], np.int64),
+    }
+)
 
 
 def test_valid_handcrafted_file_loads():
-    got = nd.load_frombuffer(file_of([record((2,), 0, struct.pack("<2f", 1.5, -2))], ["x"]))
+    got = nd.load_frombuffer(
+        file_of([record((2,), 0, struct.pack("<2f", 1.5, -2))], ["x"])
+    )
     np.testing.assert_array_equal(got["x"], np.array([1.5, -2], np.float32))
 
 
 def test_v1_and_pre_v1_records_load():
-    v1 = struct.pack("<Ii", 0xF993FAC8, 1) + struct.pack("<q", 2) + struct.pack("<iii", 1, 0, 4) + struct.pack("<2i", 7, -8)
-    legacy = struct.pack("<I", 2) + struct.pack("<2I", 1, 2) + struct.pack("<iii", 1, 0, 5) + bytes([1, 255])
+    v1 = (
+        struct.pack("<Ii", 0xF993FAC8, 1)
+        + struct.pack("<q", 2)
+        + struct.pack("<iii", 1, 0, 4)
+        + struct.pack("<2i", 7, -8)
+    )
+    legacy = (
+        struct.pack("<I", 2)
+        + struct.pack("<2I", 1, 2)
+        + struct.pack("<iii", 1, 0, 5)
+        + bytes([1, 255])
+    )
     got = nd.load_frombuffer(file_of([v1, legacy]))
     np.testing.assert_array_equal(got[0], np.array([7, -8], np.int32))
     np.testing.assert_array_equal(got[1], np.array([[1, -1]], np.int8))
@@ -118,7 +137,12 @@ def test_sparse_records_raise(stype, kind):
 
 
 def test_v3_records_raise():
-    rec = struct.pack("<Ii", 0xF993FACA, 0) + struct.pack("<i", 0) + struct.pack("<iii", 1, 0, 0) + b"\0" * 4
+    rec = (
+        struct.pack("<Ii", 0xF993FACA, 0)
+        + struct.pack("<i", 0)
+        + struct.pack("<iii", 1, 0, 0)
+        + b"\0" * 4
+    )
     with pytest.raises(MXNetFileError, match="V3"):
         nd.load_frombuffer(file_of([rec]))
 
@@ -166,12 +190,23 @@ def test_big_endian_input_is_saved_little_endian():
     assert nd.save_tobuffer([a]) == nd.save_tobuffer([a.astype("<f4")])
 
 
-DTYPES = [np.float16, np.float32, np.float64, np.uint8, np.int8, np.int32, np.int64, np.bool_]
+DTYPES = [
+    np.float16,
+    np.float32,
+    np.float64,
+    np.uint8,
+    np.int8,
+    np.int32,
+    np.int64,
+    np.bool_,
+]
 
 arrays = st.builds(
-    lambda dt, shape, seed: np.random.default_rng(seed).integers(0, 2, size=shape).astype(dt)
-    if dt == np.bool_
-    else (np.random.default_rng(seed).standard_normal(shape) * 100).astype(dt),
+    lambda dt, shape, seed: (
+        np.random.default_rng(seed).integers(0, 2, size=shape).astype(dt)
+        if dt == np.bool_
+        else (np.random.default_rng(seed).standard_normal(shape) * 100).astype(dt)
+    ),
     st.sampled_from(DTYPES),
     st.lists(st.integers(1, 4), min_size=1, max_size=4).map(tuple),
     st.integers(0, 2**32 - 1),
@@ -180,7 +215,12 @@ payloads = st.one_of(
     st.lists(arrays, max_size=4),
     st.dictionaries(st.text(max_size=8), arrays, min_size=1, max_size=4),
 )
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    database=None,
+)
 
 
 @FUZZ
@@ -225,5 +265,7 @@ def test_fuzz_mutated_valid_files_only_raise_file_error(data, draw):
         elif op == "insert":
             buf[pos:pos] = draw.draw(st.binary(min_size=1, max_size=8))
         elif op == "int" and len(buf) >= pos + 8:
-            buf[pos : pos + 8] = struct.pack("<q", draw.draw(st.sampled_from([-1, 0, 2**31, 2**62, 2**63 - 1])))
+            buf[pos : pos + 8] = struct.pack(
+                "<q", draw.draw(st.sampled_from([-1, 0, 2**31, 2**62, 2**63 - 1]))
+            )
     _load_or_file_error(bytes(buf))

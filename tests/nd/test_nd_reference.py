@@ -34,7 +34,7 @@ def test_load_reads_mxnet_files_exactly(stem):
         values = got
     assert [v.dtype.name for v in values] == meta["dtypes"]
     assert len(values) == len(want)
-    for g, w in zip(values, want):
+    for g, w in zip(values, want, strict=False):
         assert g.dtype == w.dtype and g.shape == w.shape
         np.testing.assert_array_equal(g, w)
 
@@ -42,7 +42,7 @@ def test_load_reads_mxnet_files_exactly(stem):
 @pytest.mark.parametrize("stem", FILES)
 def test_save_writes_the_same_bytes_as_mxnet(stem):
     meta, want = META[stem], expected(stem)
-    data = dict(zip(meta["names"], want)) if meta["kind"] == "dict" else want
+    data = dict(zip(meta["names"], want, strict=False)) if meta["kind"] == "dict" else want
     if stem == "mx_single":
         data = want[0]
     assert nd.save_tobuffer(data) == (REF / f"{stem}.params").read_bytes()
@@ -59,12 +59,18 @@ def test_mxnet_reads_back_what_mxjax_wrote():
     with np.load(REF / "from_mxjax_readback.npz") as z:
         for i, name in enumerate(names):
             back = z[f"a{i}"]
-            assert back.dtype == source[name].dtype and back.dtype.name == meta["dtypes"][i]
+            assert (
+                back.dtype == source[name].dtype
+                and back.dtype.name == meta["dtypes"][i]
+            )
             np.testing.assert_array_equal(back, source[name])
 
 
 def test_save_then_load_roundtrips_a_file(tmp_path):
-    data = {"arg:w": np.arange(6, dtype=np.float16).reshape(2, 3), "b": np.array([True])}
+    data = {
+        "arg:w": np.arange(6, dtype=np.float16).reshape(2, 3),
+        "b": np.array([True]),
+    }
     nd.save(tmp_path / "x.params", data)
     got = nd.load(tmp_path / "x.params")
     assert list(got) == list(data)
