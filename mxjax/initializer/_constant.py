@@ -1,0 +1,99 @@
+"""``Zero``, ``One`` and ``Constant``: deterministic fills."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+from ._base import Initializer, NamedInit, Shape
+
+
+class Zero(Initializer):
+    """MXNet's ``Zero`` (registry names ``zero``, ``zeros``): the weight rule is ``w = 0``.
+
+    >>> Zero()(jax.random.key(0), (2, 3))  # doctest: +SKIP
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def _init_weight(
+        self,
+        name: str,
+        key: jax.Array,
+        shape: Shape,
+        dtype: jnp.dtype,
+        global_init: NamedInit | None,
+    ) -> jax.Array:
+        del name, key, global_init
+        return jnp.zeros(shape, dtype)
+
+
+class One(Initializer):
+    """MXNet's ``One`` (registry names ``one``, ``ones``): the weight rule is ``w = 1``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def _init_weight(
+        self,
+        name: str,
+        key: jax.Array,
+        shape: Shape,
+        dtype: jnp.dtype,
+        global_init: NamedInit | None,
+    ) -> jax.Array:
+        del name, key, global_init
+        return jnp.ones(shape, dtype)
+
+
+class Constant(Initializer):
+    """MXNet's ``Constant(value)``: ``w[:] = value``.
+
+    Args:
+      value: a scalar, or an array broadcast (numpy rules) to the parameter's shape.
+        Must be numeric. ``dumps()`` writes an array value as a nested list, as MXNet.
+
+    Raises:
+      ValueError: at call time, if ``value`` does not broadcast to the shape.
+    """
+
+    def __init__(self, value: ArrayLike) -> None:
+        arr = np.asarray(value)
+        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+            raise ValueError(
+                f"value must be a number or a numeric array, got {value!r}"
+            )
+        super().__init__(value=value)
+        self.value = arr
+
+    def _init_weight(
+        self,
+        name: str,
+        key: jax.Array,
+        shape: Shape,
+        dtype: jnp.dtype,
+        global_init: NamedInit | None,
+    ) -> jax.Array:
+        del key, global_init
+        try:
+            fits = np.broadcast_shapes(self.value.shape, shape) == shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"Constant value of shape {self.value.shape} cannot be broadcast to "
+                f"{name or 'the parameter'}'s shape {shape}"
+            )
+        return jnp.broadcast_to(jnp.asarray(self.value, dtype), shape)
+
+    def dumps(self) -> str:
+        kwargs: dict[str, Any] = dict(self._kwargs)
+        if not np.isscalar(kwargs["value"]):
+            kwargs["value"] = self.value.tolist()
+        return json.dumps([type(self).__name__.lower(), kwargs])

@@ -1,0 +1,59 @@
+"""``Uniform`` and ``Normal``: i.i.d. draws from ``jax.random`` [Q13: not MXNet's RNG]."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from ._base import Initializer, NamedInit, Shape, check_real
+
+
+class Uniform(Initializer):
+    r"""MXNet's ``Uniform(scale=0.07)``: :math:`w \sim U[-\mathrm{scale}, \mathrm{scale}]`.
+
+    Unlike ``jax.nn.initializers.uniform(scale)`` (which samples ``[0, scale)``), the range
+    is symmetric, as MXNet's. Values are drawn directly in ``dtype`` (no upcast).
+
+    Args:
+      scale: half-width of the range; finite, ``>= 0``.
+
+    >>> Uniform(0.1)(jax.random.key(42), (2, 3))  # doctest: +SKIP
+    """
+
+    def __init__(self, scale: float = 0.07) -> None:
+        super().__init__(scale=scale)
+        self.scale = check_real("scale", scale, ge=0.0)
+
+    def _init_weight(
+        self,
+        name: str,
+        key: jax.Array,
+        shape: Shape,
+        dtype: jnp.dtype,
+        global_init: NamedInit | None,
+    ) -> jax.Array:
+        del name, global_init
+        return jax.random.uniform(key, shape, dtype, -self.scale, self.scale)
+
+
+class Normal(Initializer):
+    r"""MXNet's ``Normal(sigma=0.01)``: :math:`w \sim \mathcal{N}(0, \sigma^2)`.
+
+    Args:
+      sigma: standard deviation; finite, ``>= 0``.
+    """
+
+    def __init__(self, sigma: float = 0.01) -> None:
+        super().__init__(sigma=sigma)
+        self.sigma = check_real("sigma", sigma, ge=0.0)
+
+    def _init_weight(
+        self,
+        name: str,
+        key: jax.Array,
+        shape: Shape,
+        dtype: jnp.dtype,
+        global_init: NamedInit | None,
+    ) -> jax.Array:
+        del name, global_init
+        return jax.random.normal(key, shape, dtype) * jnp.asarray(self.sigma, dtype)
