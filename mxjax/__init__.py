@@ -6,6 +6,7 @@
 
 from . import initializer as initializer
 from . import lr_scheduler as lr_scheduler
+from . import nd as nd
 from . import optimizer as optimizer
 
 __version__ = "0.1.0"
