@@ -50,7 +50,9 @@ def to_optax(opt: Optimizer) -> optax.GradientTransformation:
     """Wrap an mxjax optimizer as an ``optax.GradientTransformation``.
 
     The transformation's state is the optimizer's own state (an ``OptState``); its
-    ``update(grads, state, params)`` returns ``new_params - params``. Whatever the
+    ``update(grads, state, params)`` returns ``new_params - params``. A state whose
+    containers were rebuilt by a framework (``flax.nnx.Optimizer`` turns tuples into
+    int-keyed mappings) is re-packed into the optimizer's layout, leaf order kept. Whatever the
     transformation receives as ``updates`` is treated as the gradient, so
     ``optax.chain(optax.clip_by_global_norm(1.0), to_optax(opt))`` clips before the
     MXNet update (MXNet's own ``clip_gradient`` clips elementwise, afterwards).
@@ -80,6 +82,29 @@ def to_optax(opt: Optimizer) -> optax.GradientTransformation:
             "to_optax_factory for a factory or a registry name"
         )
 
+    layouts: dict[Any, Any] = {}
+
+    def _repack(state: PyTree, params: Params) -> PyTree:
+        """The state in ``opt.init``'s layout (``flax.nnx.Optimizer`` hands it back
+        with the slot tuples turned into int-keyed mappings; the leaves keep order)."""
+        key = jax.tree.structure(params), tuple(
+            (jnp.shape(x), jnp.result_type(x)) for x in jax.tree.leaves(params)
+        )
+        if key not in layouts:
+            layouts[key] = jax.eval_shape(opt.init, params)
+        expected = layouts[key]
+        treedef = jax.tree.structure(expected)
+        if jax.tree.structure(state) == treedef:
+            return state
+        leaves, want = jax.tree.leaves(state), jax.tree.leaves(expected)
+        found = [(jnp.shape(x), jnp.result_type(x)) for x in leaves]
+        if found != [(w.shape, w.dtype) for w in want]:
+            raise ValueError(
+                f"state does not fit mxjax optimizer {opt!r} on these params: expected "
+                f"the layout {treedef}, got {jax.tree.structure(state)}"
+            )
+        return jax.tree.unflatten(treedef, leaves)
+
     def init_fn(params: Params) -> PyTree:
         return opt.init(params)
 
@@ -92,7 +117,7 @@ def to_optax(opt: Optimizer) -> optax.GradientTransformation:
                 "tx.update(grads, state, params) (MXNet updates compute the new "
                 "weight from the old one)"
             )
-        new_params, new_state = opt.update(updates, state, params)
+        new_params, new_state = opt.update(updates, _repack(state, params), params)
         increments = jax.tree.map(
             lambda new, old: (new - old).astype(jnp.result_type(old)), new_params, params
         )
