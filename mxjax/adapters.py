@@ -52,8 +52,8 @@ def to_optax(opt: Optimizer) -> optax.GradientTransformation:
     The transformation's state is the optimizer's own state (an ``OptState``); its
     ``update(grads, state, params)`` returns ``new_params - params``. A state whose
     containers were rebuilt by a framework (``flax.nnx.Optimizer`` turns tuples into
-    int-keyed mappings) is re-packed into the optimizer's layout, leaf order kept. Whatever the
-    transformation receives as ``updates`` is treated as the gradient, so
+    int-keyed mappings) is re-packed into the optimizer's layout, leaf order kept.
+    Whatever the transformation receives as ``updates`` is treated as the gradient, so
     ``optax.chain(optax.clip_by_global_norm(1.0), to_optax(opt))`` clips before the
     MXNet update (MXNet's own ``clip_gradient`` clips elementwise, afterwards).
 
@@ -87,8 +87,9 @@ def to_optax(opt: Optimizer) -> optax.GradientTransformation:
     def _repack(state: PyTree, params: Params) -> PyTree:
         """The state in ``opt.init``'s layout (``flax.nnx.Optimizer`` hands it back
         with the slot tuples turned into int-keyed mappings; the leaves keep order)."""
-        key = jax.tree.structure(params), tuple(
-            (jnp.shape(x), jnp.result_type(x)) for x in jax.tree.leaves(params)
+        key = (
+            jax.tree.structure(params),
+            tuple((jnp.shape(x), jnp.result_type(x)) for x in jax.tree.leaves(params)),
         )
         if key not in layouts:
             layouts[key] = jax.eval_shape(opt.init, params)
@@ -119,7 +120,9 @@ def to_optax(opt: Optimizer) -> optax.GradientTransformation:
             )
         new_params, new_state = opt.update(updates, _repack(state, params), params)
         increments = jax.tree.map(
-            lambda new, old: (new - old).astype(jnp.result_type(old)), new_params, params
+            lambda new, old: (new - old).astype(jnp.result_type(old)),
+            new_params,
+            params,
         )
         return increments, new_state
 
@@ -290,7 +293,7 @@ def from_optax_schedule(fn: optax.Schedule) -> OptaxSchedule:
 
 
 def to_optax_schedule(sched: Schedule) -> optax.Schedule:
-    """Use an mxjax/MXNet lr scheduler as an optax schedule: ``count -> sched(count+1)``.
+    """Use an MXNet-style lr scheduler as an optax schedule: ``sched(count + 1)``.
 
     Args:
       sched: any ``num_update -> lr`` function (mxjax schedulers are jit-safe; a

@@ -118,7 +118,11 @@ def _storable(name: str, x: Any) -> tuple[np.ndarray, dict[str, Any]]:
     arr = np.asarray(jax.device_get(x))
     if arr.dtype.hasobject:
         raise TypeError(f"leaf {name} has dtype object; only numeric arrays are saved")
-    spec: dict[str, Any] = {"path": name, "shape": list(arr.shape), "dtype": arr.dtype.name}
+    spec: dict[str, Any] = {
+        "path": name,
+        "shape": list(arr.shape),
+        "dtype": arr.dtype.name,
+    }
     if arr.dtype.kind == "V":  # ml_dtypes (bfloat16, float8, int4): store the bits
         arr = arr.view(f"uint{8 * arr.dtype.itemsize}")
         spec["stored_as"] = arr.dtype.name
@@ -209,7 +213,10 @@ def _read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.nd
                     arr = npz[f"{kind}_{i}"]
                     if "stored_as" in spec:
                         arr = arr.view(jnp.dtype(spec["dtype"]))
-                    if list(arr.shape) != spec["shape"] or arr.dtype.name != spec["dtype"]:
+                    if (
+                        list(arr.shape) != spec["shape"]
+                        or arr.dtype.name != spec["dtype"]
+                    ):
                         raise CheckpointError(
                             f"{path}: array {kind}{spec['path']} does not match its "
                             "description"
@@ -239,10 +246,11 @@ def _check_optimizer(meta: dict[str, Any], opt: Optimizer, check_hp: bool) -> No
     if not check_hp:
         return
     want, got = _encode_optimizer(opt)["hyperparams"], saved["hyperparams"]
+    absent = "<absent>"
     diff = [
-        f"{k}: checkpoint {got.get(k, '<absent>')!r}, optimizer {want.get(k, '<absent>')!r}"
+        f"{k}: checkpoint {got.get(k, absent)!r}, optimizer {want.get(k, absent)!r}"
         for k in sorted(set(want) | set(got))
-        if want.get(k, "<absent>") != got.get(k, "<absent>")
+        if want.get(k, absent) != got.get(k, absent)
     ]
     if diff:
         raise ValueError(
@@ -277,13 +285,17 @@ def _unflatten(
         missing = [p for p in want if p not in set(got)]
         extra = [p for p in got if p not in set(want)]
         raise ValueError(
-            f"the {kind} tree differs from the checkpoint's: leaves expected but not in "
-            f"the checkpoint: {missing or 'none'}; leaves in the checkpoint but not "
+            f"the {kind} tree differs from the checkpoint's: leaves expected but not "
+            f"in the checkpoint: {missing or 'none'}; leaves in the checkpoint but not "
             f"expected: {extra or 'none'}"
-            + ("" if missing or extra else f"; order: checkpoint {got}, expected {want}")
+            + (
+                ""
+                if missing or extra
+                else f"; order: checkpoint {got}, expected {want}"
+            )
         )
     leaves = []
-    for i, ((_, like_leaf), spec) in enumerate(zip(flat, specs)):
+    for i, ((_, like_leaf), spec) in enumerate(zip(flat, specs, strict=True)):
         shape, dtype = _leaf_spec(like_leaf)
         if (list(shape), dtype) != (spec["shape"], spec["dtype"]):
             raise ValueError(

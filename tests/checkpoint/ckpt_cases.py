@@ -8,6 +8,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import mxjax as mx
 from mxjax import checkpoint
@@ -27,7 +28,11 @@ CASES = {
         {"learning_rate": 0.1, "momentum": 0.9, "multi_precision": True},
         jnp.float16,
     ),
-    "adam_mp_bfloat16": ("adam", {"learning_rate": 0.01, "multi_precision": True}, jnp.bfloat16),
+    "adam_mp_bfloat16": (
+        "adam",
+        {"learning_rate": 0.01, "multi_precision": True},
+        jnp.bfloat16,
+    ),
 }
 
 
@@ -35,33 +40,40 @@ def make(case: str):
     """``(optimizer, initial params, jitted step(params, state, i))`` for a case."""
     name, kwargs, dtype = CASES[case]
     opt = mx.optimizer.create(name, **kwargs)
-    k = jax.random.split(jax.random.key(0), 2)
+    rng = np.random.default_rng(0)
     params = {
-        "w": jax.random.normal(k[0], (3, 4)).astype(dtype),
-        "b": jax.random.normal(k[1], (4,)).astype(dtype),
+        "w": jnp.asarray(rng.standard_normal((3, 4)), dtype),
+        "b": jnp.asarray(rng.standard_normal(4), dtype),
     }
 
-    def loss(p, i):
-        x = jax.random.normal(jax.random.fold_in(jax.random.key(1), i), (4,), dtype)
+    def loss(p, x):
         return jnp.sum((p["w"] @ x + p["b"][:3] - 1) ** 2).astype(jnp.float32)
 
     @jax.jit
-    def step(p, s, i):
-        return opt.update(jax.grad(loss)(p, i), s, p)
+    def step(p, s, x):
+        return opt.update(jax.grad(loss)(p, x), s, p)
 
     return opt, params, step
 
 
+def data(i: int) -> np.ndarray:
+    """The i-th input (host-side, so the jitted step holds no RNG)."""
+    return np.random.default_rng(1000 + i).standard_normal(4)
+
+
 def train(step, params, state, start: int, stop: int):
+    dtype = jax.tree.leaves(params)[0].dtype
     for i in range(start, stop):
-        params, state = step(params, state, i)
+        params, state = step(params, state, jnp.asarray(data(i), dtype))
     return params, state
 
 
 def resume(directory: str, k: int, n: int) -> None:
     for case in CASES:
         opt, template, step = make(case)
-        ckpt = checkpoint.load(f"{directory}/{case}.npz", optimizer=opt, like_params=template)
+        ckpt = checkpoint.load(
+            f"{directory}/{case}.npz", optimizer=opt, like_params=template
+        )
         params, state = train(step, ckpt.params, ckpt.state, k, n)
         checkpoint.save(f"{directory}/{case}.out.npz", state, params, optimizer=opt)
 

@@ -57,7 +57,12 @@ def test_bfloat16_round_trips_as_uint16_bits(tmp_path):
     with np.load(tmp_path / "bf16.npz", allow_pickle=False) as raw:
         assert raw["params_0"].dtype == np.uint16
     spec = checkpoint.describe(tmp_path / "bf16.npz")["params"][0]
-    assert spec == {"path": "['w']", "shape": [8], "dtype": "bfloat16", "stored_as": "uint16"}
+    assert spec == {
+        "path": "['w']",
+        "shape": [8],
+        "dtype": "bfloat16",
+        "stored_as": "uint16",
+    }
     ckpt = checkpoint.load(tmp_path / "bf16.npz", optimizer=opt, like_params={"w": w})
     assert ckpt.params["w"].dtype == jnp.bfloat16
     np.testing.assert_array_equal(
@@ -119,7 +124,9 @@ def test_flipped_byte_in_array_data_raises_checkpoint_error(tmp_path):
     with zipfile.ZipFile(path) as zf:
         info = zf.getinfo("state_1.npy")
     data = bytearray(path.read_bytes())
-    end = info.header_offset + 30 + len(info.filename) + len(info.extra) + info.file_size
+    end = (
+        info.header_offset + 30 + len(info.filename) + len(info.extra) + info.file_size
+    )
     data[end - 3] ^= 0x40  # inside the last element's bytes
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="corrupted"):

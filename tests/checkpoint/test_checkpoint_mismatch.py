@@ -51,7 +51,9 @@ def test_other_hyperparams_are_named(saved):
     msg = load_error(path, optimizer=opt, like_params=params)
     assert "learning_rate: checkpoint 0.1, optimizer 0.2" in msg
     assert "beta1: checkpoint 0.9, optimizer 0.8" in msg
-    ckpt = checkpoint.load(path, optimizer=opt, like_params=params, check_hyperparams=False)
+    ckpt = checkpoint.load(
+        path, optimizer=opt, like_params=params, check_hyperparams=False
+    )
     assert int(ckpt.state.count) == 1
 
 

@@ -29,7 +29,7 @@ def bits(x) -> np.ndarray:
 
 def assert_bit_identical(got, want):
     assert jax.tree.structure(got) == jax.tree.structure(want)
-    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         assert np.asarray(g).dtype == np.asarray(w).dtype
         np.testing.assert_array_equal(bits(g), bits(w))
 
@@ -45,9 +45,18 @@ def resumed(tmp_path_factory):
         mid_params, mid_state = train(step, params, opt.init(params), 0, K)
         checkpoint.save(tmp / f"{case}.npz", mid_state, mid_params, optimizer=opt)
         control[case] = train(step, mid_params, opt.init(params), K, N)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(Path(__file__).parent)])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(Path(__file__).parent)]),
+    }
     subprocess.run(
-        [sys.executable, str(Path(__file__).with_name("ckpt_cases.py")), str(tmp), str(K), str(N)],
+        [
+            sys.executable,
+            str(Path(__file__).with_name("ckpt_cases.py")),
+            str(tmp),
+            str(K),
+            str(N),
+        ],
         check=True,
         env=env,
         cwd=ROOT,
@@ -55,7 +64,9 @@ def resumed(tmp_path_factory):
     out = {}
     for case in CASES:
         opt, params, _ = make(case)
-        ckpt = checkpoint.load(tmp / f"{case}.out.npz", optimizer=opt, like_params=params)
+        ckpt = checkpoint.load(
+            tmp / f"{case}.out.npz", optimizer=opt, like_params=params
+        )
         out[case] = (ckpt.params, ckpt.state)
     return straight, out, control
 
@@ -73,7 +84,11 @@ def test_resume_without_the_state_would_differ(resumed, case):
     straight, _, control = resumed
     differ = [
         not np.array_equal(bits(a), bits(b))
-        for a, b in zip(jax.tree.leaves(control[case][0]), jax.tree.leaves(straight[case][0]))
+        for a, b in zip(
+            jax.tree.leaves(control[case][0]),
+            jax.tree.leaves(straight[case][0]),
+            strict=True,
+        )
     ]
     assert any(differ)
 

@@ -10,7 +10,6 @@ test here should also pass an mxjax initializer as ``kernel_init`` (its signatur
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -97,9 +96,9 @@ def test_linen_jit_train_step_with_mxjax_sgd_decreases_loss():
 
     @jax.jit
     def train_step(params, state):
-        loss, grads = jax.value_and_grad(lambda p: xent(model.apply({"params": p}, x), y))(
-            params
-        )
+        loss, grads = jax.value_and_grad(
+            lambda p: xent(model.apply({"params": p}, x), y)
+        )(params)
         params, state = opt.update(grads, state, params)
         return params, state, loss
 

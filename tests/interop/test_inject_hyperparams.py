@@ -22,16 +22,23 @@ def problem():
     return params, grads
 
 
+def at(grads, i):
+    """The i-th gradient of a stacked sequence."""
+    return jax.tree.map(lambda g: g[i], grads)
+
+
 def mx_run(opt, params, grads):
     state = opt.init(params)
     step = jax.jit(opt.update)
     for i in range(STEPS):
-        params, state = step(jax.tree.map(lambda g: g[i], grads), state, params)
+        params, state = step(at(grads, i), state, params)
     return params
 
 
 def test_inject_hyperparams_changes_lr_mid_run():
-    tx = optax.inject_hyperparams(to_optax_factory("adam", beta1=0.8))(learning_rate=0.1)
+    tx = optax.inject_hyperparams(to_optax_factory("adam", beta1=0.8))(
+        learning_rate=0.1
+    )
     params, grads = problem()
     state = tx.init(params)
     step = jax.jit(tx.update)
@@ -39,7 +46,7 @@ def test_inject_hyperparams_changes_lr_mid_run():
     for i in range(STEPS):
         if i == SWITCH:
             state.hyperparams["learning_rate"] = jnp.asarray(0.01)
-        u, state = step(jax.tree.map(lambda g: g[i], grads), state, p)
+        u, state = step(at(grads, i), state, p)
         p = optax.apply_updates(p, u)
 
     def rate(n):  # MXNet numbering: update SWITCH + 1 is the first at 0.01
@@ -61,7 +68,7 @@ def test_inject_hyperparams_with_optax_schedule_matches_from_optax_schedule():
     step = jax.jit(tx.update)
     p = params
     for i in range(STEPS):
-        u, state = step(jax.tree.map(lambda g: g[i], grads), state, p)
+        u, state = step(at(grads, i), state, p)
         p = optax.apply_updates(p, u)
     opt = mx.optimizer.sgd(learning_rate=from_optax_schedule(f), momentum=0.9)
     want = mx_run(opt, params, grads)

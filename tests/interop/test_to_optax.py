@@ -18,7 +18,11 @@ from mxjax.adapters import to_optax
 STEPS = 20
 RTOL, ATOL = 1e-5, 1e-6  # atol: FTRL-like kernels may set a weight to ~0
 # Arguments that give an optimizer a state worth checking (momentum off = stateless).
-KWARGS = {"sgd": {"momentum": 0.9}, "ccsgd": {"momentum": 0.9}, "nag": {"momentum": 0.9}}
+KWARGS = {
+    "sgd": {"momentum": 0.9},
+    "ccsgd": {"momentum": 0.9},
+    "nag": {"momentum": 0.9},
+}
 
 
 def make_opt(name: str) -> mx.optimizer.Optimizer:
@@ -62,7 +66,9 @@ def optax_step(tx):
 
 def assert_close_and_moved(got, want, start):
     for key in want:
-        np.testing.assert_allclose(got[key], want[key], rtol=RTOL, atol=ATOL, err_msg=key)
+        np.testing.assert_allclose(
+            got[key], want[key], rtol=RTOL, atol=ATOL, err_msg=key
+        )
     moved = max(float(jnp.max(jnp.abs(want[k] - start[k]))) for k in want)
     assert moved > 1e-4, "the trajectory barely moves: the comparison proves nothing"
 
