@@ -38,7 +38,8 @@ name only.
 
 **Dtypes** numpy cannot store natively (``bfloat16``, the ``float8`` types, ``int4``,
 ...) are stored as unsigned-integer views of the same width, with the real dtype in the
-JSON, and viewed back on load.
+JSON, and viewed back on load. Typed PRNG keys (``jax.random.key``) are stored as their
+key data with the implementation's name, and re-wrapped on load.
 
 **MXNet's own ``.states`` files are not read**: ``Updater.get_states`` writes them with
 ``pickle``, and unpickling runs arbitrary code. Convert such a file where MXNet is
@@ -114,7 +115,16 @@ def _encode_optimizer(opt: Optimizer) -> dict[str, Any]:
     return {"name": opt.name, "hyperparams": json.loads(json.dumps(hp))}
 
 
+def _is_key(x: Any) -> bool:
+    dtype = getattr(x, "dtype", None)
+    return dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key)
+
+
 def _storable(name: str, x: Any) -> tuple[np.ndarray, dict[str, Any]]:
+    if _is_key(x):  # typed PRNG keys: store the key data and the implementation
+        data = np.asarray(jax.device_get(jax.random.key_data(x)))
+        spec = {"path": name, "shape": list(jnp.shape(x)), "dtype": str(x.dtype)}
+        return data, {**spec, "key_impl": str(jax.random.key_impl(x))}
     arr = np.asarray(jax.device_get(x))
     if arr.dtype.hasobject:
         raise TypeError(f"leaf {name} has dtype object; only numeric arrays are saved")
@@ -211,6 +221,9 @@ def _read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.nd
             for kind in ("state", "params"):
                 for i, spec in enumerate(meta[kind] or []):
                     arr = npz[f"{kind}_{i}"]
+                    if "key_impl" in spec:  # checked against the template on restore
+                        arrays[f"{kind}_{i}"] = arr
+                        continue
                     if "stored_as" in spec:
                         arr = arr.view(jnp.dtype(spec["dtype"]))
                     if (
@@ -260,11 +273,17 @@ def _check_optimizer(meta: dict[str, Any], opt: Optimizer, check_hp: bool) -> No
 
 
 def _leaf_spec(x: Any) -> tuple[tuple[int, ...], str]:
+    if _is_key(x):
+        return tuple(x.shape), str(x.dtype)
     dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
     return tuple(np.shape(x)), jnp.dtype(dtype).name
 
 
-def _restore_leaf(arr: np.ndarray, like: Any) -> Any:
+def _restore_leaf(arr: np.ndarray, like: Any, spec: dict[str, Any]) -> Any:
+    if "key_impl" in spec:
+        keys = jax.random.wrap_key_data(arr, impl=spec["key_impl"])
+        sharding = getattr(like, "sharding", None)
+        return keys if sharding is None else jax.device_put(keys, sharding)
     if isinstance(like, jax.Array):
         return jax.device_put(arr, like.sharding)
     if isinstance(like, jax.ShapeDtypeStruct):
@@ -303,7 +322,7 @@ def _unflatten(
                 f"{tuple(spec['shape'])} dtype {spec['dtype']}, expected shape {shape} "
                 f"dtype {dtype}"
             )
-        leaves.append(_restore_leaf(arrays[f"{kind}_{i}"], like_leaf))
+        leaves.append(_restore_leaf(arrays[f"{kind}_{i}"], like_leaf, spec))
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 

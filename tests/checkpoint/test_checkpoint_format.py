@@ -7,12 +7,15 @@ import io
 import json
 import zipfile
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import mxjax as mx
 from mxjax import checkpoint
+from mxjax.adapters import from_optax
 from mxjax.checkpoint import CheckpointError
 
 
@@ -161,3 +164,34 @@ def test_description_disagreeing_with_array_raises_checkpoint_error(tmp_path):
 def test_missing_file_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         checkpoint.describe(tmp_path / "nope.npz")
+
+
+def test_typed_prng_keys_round_trip(tmp_path):
+    keys = jax.random.split(jax.random.key(7), 3)
+    state = {"key": keys, "count": jnp.asarray(3, jnp.int32)}
+    checkpoint.save(tmp_path / "k.npz", state)
+    spec = checkpoint.describe(tmp_path / "k.npz")["state"][1]
+    assert spec["key_impl"] == "threefry2x32" and spec["shape"] == [3]
+    like = jax.eval_shape(lambda: state)
+    got = checkpoint.load(tmp_path / "k.npz", like_state=like).state
+    assert got["key"].dtype == keys.dtype
+    np.testing.assert_array_equal(
+        jax.random.key_data(got["key"]), jax.random.key_data(keys)
+    )
+    bad = {"key": jax.random.split(jax.random.key(0), 4), "count": state["count"]}
+    with pytest.raises(ValueError, match=r"state leaf \['key'\].*shape \(3,\)"):
+        checkpoint.load(tmp_path / "k.npz", like_state=bad)
+
+
+def test_from_optax_state_round_trips(tmp_path):
+    opt = from_optax(optax.adamw(1e-2), hyperparams={"learning_rate": 1e-2})
+    params = {"w": jnp.linspace(0.0, 1.0, 4)}
+    params, state = opt.update({"w": jnp.ones(4)}, opt.init(params), params)
+    checkpoint.save(tmp_path / "o.npz", state, params, optimizer=opt)
+    ckpt = checkpoint.load(tmp_path / "o.npz", optimizer=opt, like_params=params)
+    assert jax.tree.structure(ckpt.state) == jax.tree.structure(state)
+    for got, want in zip(
+        jax.tree.leaves(ckpt.state), jax.tree.leaves(state), strict=True
+    ):
+        np.testing.assert_array_equal(got, want)
+    assert int(ckpt.state[0].count) == 1  # optax's ScaleByAdamState
