@@ -1,0 +1,380 @@
+r"""Save and restore optimizer states (and params) without pickle.
+
+A checkpoint is one ``.npz`` file (a zip of ``.npy`` arrays, written and read with
+``allow_pickle=False``) holding every array leaf plus a JSON description stored as a
+``uint8`` array named ``__mxjax_checkpoint__``: the format version, each leaf's tree
+path, shape and dtype, and the optimizer's name and hyperparameters. Restoring is
+bit-identical, so training continues exactly as if it had not been interrupted::
+
+    >>> import jax.numpy as jnp, mxjax as mx, tempfile, os
+    >>> from mxjax import checkpoint
+    >>> opt = mx.optimizer.create("adam", learning_rate=0.1)
+    >>> params = {"w": jnp.ones(3)}
+    >>> params, state = opt.update({"w": jnp.ones(3)}, opt.init(params), params)
+    >>> path = os.path.join(tempfile.mkdtemp(), "step1.npz")
+    >>> checkpoint.save(path, state, params, optimizer=opt)
+    >>> ckpt = checkpoint.load(path, optimizer=opt, like_params=params)
+    >>> int(ckpt.state.count), ckpt.params["w"].tolist() == params["w"].tolist()
+    (1, True)
+
+What is checked on :func:`load` (each failure is a ``ValueError`` naming the mismatch):
+
+* the optimizer's name, and its hyperparameters (unless ``check_hyperparams=False``,
+  e.g. to resume with a new learning rate);
+* the tree paths of the state and params against the templates (``like_state``, or the
+  state ``optimizer.init(like_params)`` would build, and ``like_params``), then every
+  leaf's shape and dtype.
+
+A file that cannot be read as a checkpoint (truncated, corrupted, not a checkpoint, or
+written by a newer format) raises :class:`CheckpointError`; a missing file raises
+``FileNotFoundError``.
+
+**Hyperparameters** are stored as JSON: ``None``, bools, ints, strings, finite floats
+(exactly), and lists/tuples/string-keyed dicts of those. Any other value, such as an
+lr scheduler or another callable, is stored as its ``repr`` with memory addresses
+(``" at 0x..."``) removed, and compared as that string: mxjax schedulers, whose repr
+lists their arguments, compare by value; a plain function compares by its qualified
+name only.
+
+**Dtypes** numpy cannot store natively (``bfloat16``, the ``float8`` types, ``int4``,
+...) are stored as unsigned-integer views of the same width, with the real dtype in the
+JSON, and viewed back on load. Typed PRNG keys (``jax.random.key``) are stored as their
+key data with the implementation's name, and re-wrapped on load.
+
+**MXNet's own ``.states`` files are not read**: ``Updater.get_states`` writes them with
+``pickle``, and unpickling runs arbitrary code. Convert such a file where MXNet is
+installed and the file is trusted, by building the arrays and saving them with
+:func:`save`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import re
+import zipfile
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._typing import Params, PyTree
+from .optimizer import Optimizer
+
+__all__ = ["Checkpoint", "CheckpointError", "describe", "load", "save"]
+
+FORMAT, VERSION = "mxjax.checkpoint", 1
+_META = "__mxjax_checkpoint__"
+
+
+class CheckpointError(Exception):
+    """The file cannot be read as an mxjax checkpoint (corrupted, truncated, not a
+    checkpoint, or a newer format version)."""
+
+
+class Checkpoint(NamedTuple):
+    """What :func:`load` returns.
+
+    Attributes:
+      state: the optimizer state, in the template's tree structure.
+      params: the params; ``None`` when ``like_params`` was not given or the
+        checkpoint holds none.
+      optimizer: ``{"name": ..., "hyperparams": {...}}`` as stored (hyperparameters in
+        their JSON encoding), or ``None`` when saved without ``optimizer=``.
+    """
+
+    state: PyTree
+    params: Params | None
+    optimizer: dict[str, Any] | None
+
+
+# ------------------------------------------------------------------------------ save
+
+
+def _encode(value: Any) -> Any:
+    """A JSON-able, process-independent encoding of one hyperparameter."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"__float__": repr(value)}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        return {k: _encode(v) for k, v in value.items()}
+    return {"__repr__": re.sub(r" at 0x[0-9a-fA-F]+", "", repr(value))}
+
+
+def _encode_optimizer(opt: Optimizer) -> dict[str, Any]:
+    hp = {str(k): _encode(v) for k, v in opt.hyperparams.items()}
+    return {"name": opt.name, "hyperparams": json.loads(json.dumps(hp))}
+
+
+def _is_key(x: Any) -> bool:
+    dtype = getattr(x, "dtype", None)
+    return dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key)
+
+
+def _storable(name: str, x: Any) -> tuple[np.ndarray, dict[str, Any]]:
+    if _is_key(x):  # typed PRNG keys: store the key data and the implementation
+        data = np.asarray(jax.device_get(jax.random.key_data(x)))
+        spec = {"path": name, "shape": list(jnp.shape(x)), "dtype": str(x.dtype)}
+        return data, {**spec, "key_impl": str(jax.random.key_impl(x))}
+    arr = np.asarray(jax.device_get(x))
+    if arr.dtype.hasobject:
+        raise TypeError(f"leaf {name} has dtype object; only numeric arrays are saved")
+    spec: dict[str, Any] = {
+        "path": name,
+        "shape": list(arr.shape),
+        "dtype": arr.dtype.name,
+    }
+    if arr.dtype.kind == "V":  # ml_dtypes (bfloat16, float8, int4): store the bits
+        arr = arr.view(f"uint{8 * arr.dtype.itemsize}")
+        spec["stored_as"] = arr.dtype.name
+    return arr, spec
+
+
+def _flatten(tree: PyTree) -> list[tuple[str, Any]]:
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return [(jax.tree_util.keystr(p), x) for p, x in flat]
+
+
+def save(
+    path: str | os.PathLike[str],
+    state: PyTree,
+    params: Params | None = None,
+    *,
+    optimizer: Optimizer | None = None,
+) -> None:
+    """Write ``state`` (and ``params``) to ``path`` as an ``.npz`` checkpoint.
+
+    The file is written to a temporary name and renamed, so an interrupted save never
+    leaves a half-written checkpoint under ``path``. ``path`` is used as given (no
+    ``.npz`` suffix is added).
+
+    Args:
+      path: the file to write.
+      state: the optimizer state (any pytree of arrays).
+      params: the parameters, saved too when given.
+      optimizer: the optimizer that made ``state``; its name and hyperparameters are
+        recorded and checked by :func:`load`.
+    """
+    meta: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "optimizer": None if optimizer is None else _encode_optimizer(optimizer),
+    }
+    arrays: dict[str, np.ndarray] = {}
+    for kind, tree in (("state", state), ("params", params)):
+        if kind == "params" and tree is None:
+            meta[kind] = None
+            continue
+        specs = []
+        for i, (name, leaf) in enumerate(_flatten(tree)):
+            arr, spec = _storable(f"{kind}{name}", leaf)
+            spec["path"] = name
+            arrays[f"{kind}_{i}"] = arr
+            specs.append(spec)
+        meta[kind] = specs
+    arrays[_META] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+
+    path = os.fspath(path)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+            for key, arr in arrays.items():
+                buf = io.BytesIO()
+                np.lib.format.write_array(buf, arr, allow_pickle=False)
+                zf.writestr(f"{key}.npy", buf.getvalue())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+# ------------------------------------------------------------------------------ load
+
+
+def _read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read and self-check the whole file; any defect is a :class:`CheckpointError`."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(path)
+    try:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
+            if _META not in npz.files:
+                raise CheckpointError(f"{path}: not an mxjax checkpoint (no {_META})")
+            meta = json.loads(npz[_META].tobytes().decode())
+            if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+                raise CheckpointError(f"{path}: not an mxjax checkpoint")
+            if meta.get("version") != VERSION:
+                raise CheckpointError(
+                    f"{path}: checkpoint format version {meta.get('version')!r}; this "
+                    f"mxjax reads version {VERSION}"
+                )
+            arrays = {}
+            for kind in ("state", "params"):
+                for i, spec in enumerate(meta[kind] or []):
+                    arr = npz[f"{kind}_{i}"]
+                    if "key_impl" in spec:  # checked against the template on restore
+                        arrays[f"{kind}_{i}"] = arr
+                        continue
+                    if "stored_as" in spec:
+                        arr = arr.view(jnp.dtype(spec["dtype"]))
+                    if (
+                        list(arr.shape) != spec["shape"]
+                        or arr.dtype.name != spec["dtype"]
+                    ):
+                        raise CheckpointError(
+                            f"{path}: array {kind}{spec['path']} does not match its "
+                            "description"
+                        )
+                    arrays[f"{kind}_{i}"] = arr
+    except CheckpointError:
+        raise
+    except Exception as e:  # zip, npy and JSON readers each raise their own types
+        raise CheckpointError(
+            f"{path}: corrupted or truncated checkpoint ({type(e).__name__}: {e})"
+        ) from e
+    return meta, arrays
+
+
+def _check_optimizer(meta: dict[str, Any], opt: Optimizer, check_hp: bool) -> None:
+    saved = meta["optimizer"]
+    if saved is None:
+        raise ValueError(
+            f"the checkpoint was saved without optimizer=, so it cannot be checked "
+            f"against {opt.name!r}; load it with optimizer=None and a like_state"
+        )
+    if saved["name"] != opt.name:
+        raise ValueError(
+            f"the checkpoint holds the state of optimizer {saved['name']!r}, not "
+            f"{opt.name!r}"
+        )
+    if not check_hp:
+        return
+    want, got = _encode_optimizer(opt)["hyperparams"], saved["hyperparams"]
+    absent = "<absent>"
+    diff = [
+        f"{k}: checkpoint {got.get(k, absent)!r}, optimizer {want.get(k, absent)!r}"
+        for k in sorted(set(want) | set(got))
+        if want.get(k, absent) != got.get(k, absent)
+    ]
+    if diff:
+        raise ValueError(
+            f"optimizer {opt.name!r} has other hyperparameters than the checkpoint "
+            "(pass check_hyperparams=False to resume with new ones): " + "; ".join(diff)
+        )
+
+
+def _leaf_spec(x: Any) -> tuple[tuple[int, ...], str]:
+    if _is_key(x):
+        return tuple(x.shape), str(x.dtype)
+    dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
+    return tuple(np.shape(x)), jnp.dtype(dtype).name
+
+
+def _restore_leaf(arr: np.ndarray, like: Any, spec: dict[str, Any]) -> Any:
+    if "key_impl" in spec:
+        keys = jax.random.wrap_key_data(arr, impl=spec["key_impl"])
+        sharding = getattr(like, "sharding", None)
+        return keys if sharding is None else jax.device_put(keys, sharding)
+    if isinstance(like, jax.Array):
+        return jax.device_put(arr, like.sharding)
+    if isinstance(like, jax.ShapeDtypeStruct):
+        sharding = getattr(like, "sharding", None)
+        return jnp.asarray(arr) if sharding is None else jax.device_put(arr, sharding)
+    if isinstance(like, np.ndarray):
+        return arr.copy()
+    return arr.item() if arr.ndim == 0 else arr
+
+
+def _unflatten(
+    kind: str, specs: list[dict[str, Any]], arrays: dict[str, np.ndarray], like: PyTree
+) -> PyTree:
+    flat, treedef = jax.tree_util.tree_flatten_with_path(like)
+    want = [jax.tree_util.keystr(p) for p, _ in flat]
+    got = [s["path"] for s in specs]
+    if want != got:
+        missing = [p for p in want if p not in set(got)]
+        extra = [p for p in got if p not in set(want)]
+        raise ValueError(
+            f"the {kind} tree differs from the checkpoint's: leaves expected but not "
+            f"in the checkpoint: {missing or 'none'}; leaves in the checkpoint but not "
+            f"expected: {extra or 'none'}"
+            + (
+                ""
+                if missing or extra
+                else f"; order: checkpoint {got}, expected {want}"
+            )
+        )
+    leaves = []
+    for i, ((_, like_leaf), spec) in enumerate(zip(flat, specs, strict=True)):
+        shape, dtype = _leaf_spec(like_leaf)
+        if (list(shape), dtype) != (spec["shape"], spec["dtype"]):
+            raise ValueError(
+                f"{kind} leaf {spec['path']}: the checkpoint has shape "
+                f"{tuple(spec['shape'])} dtype {spec['dtype']}, expected shape {shape} "
+                f"dtype {dtype}"
+            )
+        leaves.append(_restore_leaf(arrays[f"{kind}_{i}"], like_leaf, spec))
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def load(
+    path: str | os.PathLike[str],
+    *,
+    like_state: PyTree | None = None,
+    like_params: Params | None = None,
+    optimizer: Optimizer | None = None,
+    check_hyperparams: bool = True,
+) -> Checkpoint:
+    """Read a checkpoint written by :func:`save`, checking it against templates.
+
+    Args:
+      path: the file.
+      like_state: a state with the expected structure, shapes and dtypes (arrays or
+        ``jax.ShapeDtypeStruct``; restored leaves take a template array's sharding).
+        Defaults to ``jax.eval_shape(optimizer.init, like_params)``.
+      like_params: the expected params; given, the saved params (if any) are restored
+        too.
+      optimizer: the optimizer that will continue; its name (and hyperparameters) must
+        match the saved ones.
+      check_hyperparams: compare the hyperparameters too (see the module docs).
+
+    Returns:
+      A :class:`Checkpoint` ``(state, params, optimizer)``.
+
+    Raises:
+      CheckpointError: the file is corrupted, truncated or not a checkpoint.
+      ValueError: another optimizer, or another tree, shape or dtype than expected.
+    """
+    meta, arrays = _read(path)
+    if optimizer is not None:
+        _check_optimizer(meta, optimizer, check_hyperparams)
+    if like_state is None:
+        if optimizer is None or like_params is None:
+            raise ValueError(
+                "load needs the expected state: pass like_state, or optimizer and "
+                "like_params"
+            )
+        like_state = jax.eval_shape(optimizer.init, like_params)
+    state = _unflatten("state", meta["state"], arrays, like_state)
+    params = None
+    if like_params is not None and meta["params"] is not None:
+        params = _unflatten("params", meta["params"], arrays, like_params)
+    return Checkpoint(state, params, meta["optimizer"])
+
+
+def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The checkpoint's JSON description (format, optimizer, leaf paths/shapes/dtypes).
+
+    Raises:
+      CheckpointError: the file is corrupted, truncated or not a checkpoint.
+    """
+    return _read(path)[0]
