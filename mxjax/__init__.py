@@ -4,6 +4,8 @@
 >>> opt = mx.optimizer.create("adam", learning_rate=0.01)
 """
 
+from . import adapters as adapters
+from . import checkpoint as checkpoint
 from . import initializer as initializer
 from . import lr_scheduler as lr_scheduler
 from . import nd as nd

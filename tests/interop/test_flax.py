@@ -1,10 +1,6 @@
 """mxjax optimizers training flax models: ``flax.nnx.Optimizer`` through ``to_optax``,
-and a plain ``jax.jit`` train step on a ``flax.linen`` model.
-
-Note: the models use flax's default initializers. Once ``mxjax.initializer`` lands, a
-test here should also pass an mxjax initializer as ``kernel_init`` (its signature is
-``jax.nn.initializers.Initializer``'s; mind MXNet's ``(out, in)`` layout versus flax's
-``(in, out)`` kernels when choosing ``in_axis``/``out_axis``).
+and a plain ``jax.jit`` train step on a ``flax.linen`` model, with mxjax initializers as
+``kernel_init`` (flax kernels are ``(in, out)``: ``in_axis=-2, out_axis=-1``).
 """
 
 from __future__ import annotations
@@ -13,14 +9,23 @@ import jax
 import numpy as np
 import optax
 import pytest
+from flax import linen, nnx
 
 import mxjax as mx
 from mxjax.adapters import to_optax
 
-flax = pytest.importorskip("flax", minversion="0.11")
-from flax import linen, nnx  # noqa: E402
-
 CLASSES, FEATURES, HIDDEN = 3, 4, 16
+# mxjax initializers in flax's (in, out) kernel layout.
+KERNEL_INIT = mx.initializer.Xavier(magnitude=2.0, in_axis=-2, out_axis=-1)
+BIAS_INIT = mx.initializer.Uniform(0.01)
+
+
+def test_mxjax_initializers_use_flax_fans():
+    model = NnxMLP(nnx.Rngs(0))
+    bound = np.sqrt(2.0 / ((FEATURES + HIDDEN) / 2))  # Xavier avg fan, magnitude 2
+    kernel = np.asarray(model.hidden.kernel[...])
+    assert kernel.shape == (FEATURES, HIDDEN)
+    assert np.abs(kernel).max() <= bound and np.abs(kernel).max() > 0.8 * bound
 
 
 def blobs(n: int = 96):
@@ -38,8 +43,10 @@ def xent(logits, y):
 
 class NnxMLP(nnx.Module):
     def __init__(self, rngs: nnx.Rngs):
-        self.hidden = nnx.Linear(FEATURES, HIDDEN, rngs=rngs)
-        self.out = nnx.Linear(HIDDEN, CLASSES, rngs=rngs)
+        self.hidden = nnx.Linear(FEATURES, HIDDEN, kernel_init=KERNEL_INIT, rngs=rngs)
+        self.out = nnx.Linear(
+            HIDDEN, CLASSES, kernel_init=KERNEL_INIT, bias_init=BIAS_INIT, rngs=rngs
+        )
 
     def __call__(self, x):
         return self.out(jax.nn.relu(self.hidden(x)))
@@ -48,7 +55,8 @@ class NnxMLP(nnx.Module):
 class LinenMLP(linen.Module):
     @linen.compact
     def __call__(self, x):
-        return linen.Dense(CLASSES)(jax.nn.relu(linen.Dense(HIDDEN)(x)))
+        hidden = linen.Dense(HIDDEN, kernel_init=KERNEL_INIT, bias_init=BIAS_INIT)
+        return linen.Dense(CLASSES, kernel_init=KERNEL_INIT)(jax.nn.relu(hidden(x)))
 
 
 @nnx.jit
