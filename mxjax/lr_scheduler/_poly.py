@@ -1,0 +1,103 @@
+"""``PolyScheduler``: polynomial decay from base_lr to final_lr over max_update updates."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from ._base import LRScheduler, set_fields
+from ._warmup import WarmupMode, as_num_update, check_number
+
+
+def remaining_fraction(n: jax.Array, warmup_steps: int, max_update: int) -> jax.Array:
+    """``clip((M - n) / (M - W), 0, 1)`` in float32: ``1 - (n - W)/(M - W)`` without
+    cancellation near ``n = M`` (the integer difference is exact)."""
+    span = max_update - warmup_steps
+    left = jnp.clip(max_update - n, 0, span).astype(jnp.float32)
+    return left / jnp.float32(span)
+
+
+def check_max_update(max_update: object, warmup_steps: object) -> None:
+    """``max_update`` is an int >= 1 and > ``warmup_steps`` (MXNet: ZeroDivisionError
+    at ``n = W`` when equal [Q37]; nonsense when smaller)."""
+    check_number("max_update", max_update, lo=1, integer=True)
+    if isinstance(warmup_steps, int) and max_update <= warmup_steps:  # type: ignore[operator]
+        raise ValueError(
+            f"max_update must be > warmup_steps={warmup_steps!r}, got {max_update!r}"
+        )
+
+
+@dataclasses.dataclass(frozen=True, init=False)
+class PolyScheduler(LRScheduler):
+    r"""Polynomial decay to ``final_lr`` at ``max_update`` (MXNet ``PolyScheduler``).
+
+    With ``orig`` = the constructor's ``base_lr``, ``W = warmup_steps``,
+    ``M = max_update`` and ``n = num_update``:
+
+    .. math::
+
+        lr(n) = \begin{cases}
+          \text{warmup}(n) & n < W \\
+          final + (orig - final) \left(1 - \frac{n - W}{M - W}\right)^{pwr} & W \le n \le M \\
+          final & n > M
+        \end{cases}
+
+    MXNet's quirks reproduced or decided:
+
+    * the decay uses ``base_lr_orig``, captured at construction: an optimizer that
+      overwrites ``base_lr`` (:meth:`with_base_lr`, [Q1]) changes the ``base_lr``
+      attribute but not the values [Q33];
+    * after ``M`` MXNet returns the value of its last call with ``n <= M`` [Q36]. We
+      assume non-decreasing calls that pass through ``M`` (as an optimizer's are;
+      [Q34]), so this returns ``final_lr`` exactly;
+    * MXNet raises ZeroDivisionError at ``n = W`` when ``M == W`` [Q37]; this refuses
+      ``M <= W`` at construction.
+
+    Args:
+      max_update: the update count at which ``final_lr`` is reached; an ``int >= 1``
+        and ``> warmup_steps``.
+      base_lr: the lr at the end of the warmup; ``>= 0``.
+      pwr: the power of the decay; ``> 0``.
+      final_lr: the lr from ``max_update`` on; ``>= 0`` (may exceed ``base_lr``).
+      warmup_steps, warmup_begin_lr, warmup_mode: see :class:`LRScheduler`.
+
+    Example:
+      >>> s = PolyScheduler(max_update=4, base_lr=1.0, pwr=1)
+      >>> [float(s(n)) for n in range(0, 7)]
+      [1.0, 0.75, 0.5, 0.25, 0.0, 0.0, 0.0]
+    """
+
+    max_update: int
+    pwr: float
+    final_lr: float
+
+    def __init__(
+        self,
+        max_update: int,
+        base_lr: float = 0.01,
+        pwr: float = 2,
+        final_lr: float = 0,
+        warmup_steps: int = 0,
+        warmup_begin_lr: float = 0,
+        warmup_mode: WarmupMode = "linear",
+    ) -> None:
+        check_max_update(max_update, warmup_steps)
+        check_number("pwr", pwr, lo=0.0, lo_open=True)
+        check_number("final_lr", final_lr, lo=0.0)
+        set_fields(self, max_update=max_update, pwr=float(pwr), final_lr=float(final_lr))
+        super().__init__(base_lr, warmup_steps, warmup_begin_lr, warmup_mode)
+
+    @property
+    def base_lr_orig(self) -> float:
+        """The constructor's ``base_lr``, which the decay uses (MXNet's attribute)."""
+        return self.warmup_final_lr
+
+    def __call__(self, num_update: ArrayLike) -> jax.Array:
+        n = as_num_update(num_update)
+        u = remaining_fraction(n, self.warmup_steps, self.max_update)
+        drop = jnp.float32(self.base_lr_orig - self.final_lr)
+        lr = jnp.float32(self.final_lr) + drop * u ** jnp.float32(self.pwr)
+        return self.warmup(n, lr)
