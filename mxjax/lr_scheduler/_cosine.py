@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from ._base import LRScheduler, set_fields
-from ._poly import check_max_update, remaining_fraction
+from ._poly import blend, check_max_update, fractions
 from ._warmup import WarmupMode, as_num_update, check_number
 
 
@@ -30,8 +30,9 @@ class CosineScheduler(LRScheduler):
           final & n > M
         \end{cases}
 
-    The middle case is evaluated as ``sin(pi/2 * (M - n)/(M - W))**2``, the same
-    number without float32 cancellation in ``1 + cos`` near ``M``.
+    The middle case is evaluated with ``(1 + cos(pi (n - W)/(M - W)))/2 =
+    sin(pi/2 * (M - n)/(M - W))**2`` (and ``sin(pi/2 * (n - W)/(M - W))**2`` for its
+    complement when ``final_lr > base_lr``), the same numbers without float32 cancellation.
 
     MXNet's quirks reproduced or decided (as for :class:`PolyScheduler`):
 
@@ -80,7 +81,7 @@ class CosineScheduler(LRScheduler):
 
     def __call__(self, num_update: ArrayLike) -> jax.Array:
         n = as_num_update(num_update)
-        u = remaining_fraction(n, self.warmup_steps, self.max_update)
-        drop = jnp.float32(self.base_lr_orig - self.final_lr)
-        lr = jnp.float32(self.final_lr) + drop * jnp.sin(jnp.float32(math.pi / 2) * u) ** 2
-        return self.warmup(n, lr)
+        u, done = fractions(n, self.warmup_steps, self.max_update)
+        half_pi = jnp.float32(math.pi / 2)
+        p, one_minus_p = jnp.sin(half_pi * u) ** 2, jnp.sin(half_pi * done) ** 2
+        return self.warmup(n, blend(self.base_lr_orig, self.final_lr, p, one_minus_p))

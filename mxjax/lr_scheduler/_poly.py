@@ -12,12 +12,23 @@ from ._base import LRScheduler, set_fields
 from ._warmup import WarmupMode, as_num_update, check_number
 
 
-def remaining_fraction(n: jax.Array, warmup_steps: int, max_update: int) -> jax.Array:
-    """``clip((M - n) / (M - W), 0, 1)`` in float32: ``1 - (n - W)/(M - W)`` without
-    cancellation near ``n = M`` (the integer difference is exact)."""
+def fractions(
+    n: jax.Array, warmup_steps: int, max_update: int
+) -> tuple[jax.Array, jax.Array]:
+    """``(u, 1 - u)`` in float32 with ``u = clip((M - n) / (M - W), 0, 1)``, the
+    fraction of the decay still to go. Both are ratios of exact integers, so neither
+    suffers cancellation near ``n = W`` or ``n = M``."""
     span = max_update - warmup_steps
-    left = jnp.clip(max_update - n, 0, span).astype(jnp.float32)
-    return left / jnp.float32(span)
+    done = jnp.clip(n - warmup_steps, 0, span)
+    return (span - done).astype(jnp.float32) / span, done.astype(jnp.float32) / span
+
+
+def blend(orig: float, final: float, p: jax.Array, one_minus_p: jax.Array) -> jax.Array:
+    """``final + (orig - final) * p`` in float32, as ``orig + (final - orig) * (1 - p)``
+    when ``final > orig`` so that neither form cancels (both terms are >= 0)."""
+    if orig >= final:
+        return jnp.float32(final) + jnp.float32(orig - final) * p
+    return jnp.float32(orig) + jnp.float32(final - orig) * one_minus_p
 
 
 def check_max_update(max_update: object, warmup_steps: object) -> None:
@@ -97,7 +108,10 @@ class PolyScheduler(LRScheduler):
 
     def __call__(self, num_update: ArrayLike) -> jax.Array:
         n = as_num_update(num_update)
-        u = remaining_fraction(n, self.warmup_steps, self.max_update)
-        drop = jnp.float32(self.base_lr_orig - self.final_lr)
-        lr = jnp.float32(self.final_lr) + drop * u ** jnp.float32(self.pwr)
-        return self.warmup(n, lr)
+        u, done = fractions(n, self.warmup_steps, self.max_update)
+        pwr = jnp.float32(self.pwr)
+        # 1 - u**pwr, accurate near u = 1 too: log(u) = log1p(-done) (XLA's log1p(-1)
+        # is finite, so log(u) takes the other half)
+        log_u = jnp.where(done < 0.5, jnp.log1p(-done), jnp.log(u))
+        rise = -jnp.expm1(pwr * log_u)
+        return self.warmup(n, blend(self.base_lr_orig, self.final_lr, u**pwr, rise))
