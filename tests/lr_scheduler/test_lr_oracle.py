@@ -118,7 +118,7 @@ CONFIGS = {
 
 
 @pytest.mark.parametrize("kind", sorted(CONFIGS))
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(data=st.data())
 def test_matches_mxnet_oracle_on_unseen_configs(kind, data):
     cls_name, kwargs = data.draw(CONFIGS[kind])
@@ -127,7 +127,7 @@ def test_matches_mxnet_oracle_on_unseen_configs(kind, data):
 
 
 @pytest.mark.parametrize("kind", sorted(CONFIGS))
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(data=st.data())
 def test_with_base_lr_matches_mxnet_oracle_overwrite(kind, data):
     """``with_base_lr`` equals MXNet's scheduler whose base_lr an optimizer overwrote."""
@@ -136,7 +136,7 @@ def test_with_base_lr_matches_mxnet_oracle_overwrite(kind, data):
     _check(cls_name, kwargs, data.draw(call_sequences(kwargs)), base_lr=new_lr)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     factor=factors,
     base=st.floats(1e-3, 1.0),

@@ -16,8 +16,8 @@ from mxjax import lr_scheduler
 
 CASES = all_cases()
 OVERWRITE = load("overwrite")
-EAGER_EVEN = 10  # eager calls: n = 0, the first 6, evenly spaced ones, change points
-EAGER_CHANGES = 8
+EAGER_EVEN = 8  # eager calls: n = 0, the first 4, evenly spaced ones, change points
+EAGER_CHANGES = 6
 
 
 def _build(case):
@@ -33,7 +33,7 @@ def _eager_points(case):
     for run in case["runs"]:
         ns, lrs = run["n"], run["lr"]
         ok = comparable(case, ns)
-        idx = set(range(min(6, len(ns))))
+        idx = set(range(min(4, len(ns))))
         idx |= set(np.linspace(0, len(ns) - 1, EAGER_EVEN).astype(int).tolist())
         changes = [i for i in range(1, len(ns)) if lrs[i] != lrs[i - 1]]
         idx |= set(changes[:EAGER_CHANGES]) | {i - 1 for i in changes[:EAGER_CHANGES]}
