@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from typing import TypeVar
 
 import jax
 from jax.typing import ArrayLike
@@ -16,6 +17,8 @@ from ._warmup import (
     check_warmup,
     warmup_lr,
 )
+
+S = TypeVar("S", bound="LRScheduler")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +65,7 @@ class LRScheduler:
         raise NotImplementedError("must override this")
 
     def get_warmup_lr(self, num_update: ArrayLike) -> jax.Array:
-        """The warmup ramp's value at ``num_update`` (used where it is < warmup_steps)."""
+        """The warmup ramp at ``num_update`` (used where it is < warmup_steps)."""
         return warmup_lr(
             as_num_update(num_update),
             self.warmup_steps,
@@ -72,7 +75,8 @@ class LRScheduler:
         )
 
     def warmup(self, num_update: ArrayLike, lr: ArrayLike) -> jax.Array:
-        """``get_warmup_lr(num_update)`` while ``num_update < warmup_steps``, else ``lr``."""
+        """``get_warmup_lr(num_update)`` while ``num_update < warmup_steps``, else
+        ``lr``: wrap a subclass's decay in this."""
         return apply_warmup(
             as_num_update(num_update),
             jax.numpy.asarray(lr, jax.numpy.float32),
@@ -82,7 +86,7 @@ class LRScheduler:
             self.warmup_mode,
         )
 
-    def with_base_lr(self, lr: float) -> LRScheduler:
+    def with_base_lr(self: S, lr: float) -> S:
         """A copy whose ``base_lr`` is ``lr``: what MXNet's optimizer does when it
         overwrites ``scheduler.base_lr`` [Q1]. The warmup still ramps to the
         constructor's ``base_lr`` (``warmup_final_lr``) [Q33]; ``warmup_begin_lr <=

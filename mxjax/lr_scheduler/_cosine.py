@@ -32,7 +32,8 @@ class CosineScheduler(LRScheduler):
 
     The middle case is evaluated with ``(1 + cos(pi (n - W)/(M - W)))/2 =
     sin(pi/2 * (M - n)/(M - W))**2`` (and ``sin(pi/2 * (n - W)/(M - W))**2`` for its
-    complement when ``final_lr > base_lr``), the same numbers without float32 cancellation.
+    complement when ``final_lr > base_lr``), the same numbers without float32
+    cancellation.
 
     MXNet's quirks reproduced or decided (as for :class:`PolyScheduler`):
 

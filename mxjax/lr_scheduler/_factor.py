@@ -35,7 +35,7 @@ def factor_pow(factor: float, k: jax.Array, k_max: int) -> jax.Array:
 
 @dataclasses.dataclass(frozen=True, init=False)
 class FactorScheduler(LRScheduler):
-    r"""Multiply the lr by ``factor`` every ``step`` updates (MXNet ``FactorScheduler``).
+    r"""Multiply the lr by ``factor`` every ``step`` updates (MXNet FactorScheduler).
 
     With ``b = base_lr``, ``W = warmup_steps`` and ``n = num_update``:
 

@@ -1,4 +1,4 @@
-"""``PolyScheduler``: polynomial decay from base_lr to final_lr over max_update updates."""
+"""``PolyScheduler``: polynomial decay from base_lr to final_lr at max_update."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def check_max_update(max_update: object, warmup_steps: object) -> None:
     """``max_update`` is an int >= 1 and > ``warmup_steps`` (MXNet: ZeroDivisionError
     at ``n = W`` when equal [Q37]; nonsense when smaller)."""
     check_number("max_update", max_update, lo=1, integer=True)
-    if isinstance(warmup_steps, int) and max_update <= warmup_steps:  # type: ignore[operator]
+    if isinstance(warmup_steps, int) and max_update <= warmup_steps:  # type: ignore
         raise ValueError(
             f"max_update must be > warmup_steps={warmup_steps!r}, got {max_update!r}"
         )
@@ -52,7 +52,8 @@ class PolyScheduler(LRScheduler):
 
         lr(n) = \begin{cases}
           \text{warmup}(n) & n < W \\
-          final + (orig - final) \left(1 - \frac{n - W}{M - W}\right)^{pwr} & W \le n \le M \\
+          final + (orig - final) \left(1 - \frac{n - W}{M - W}\right)^{pwr}
+            & W \le n \le M \\
           final & n > M
         \end{cases}
 
@@ -98,7 +99,9 @@ class PolyScheduler(LRScheduler):
         check_max_update(max_update, warmup_steps)
         check_number("pwr", pwr, lo=0.0, lo_open=True)
         check_number("final_lr", final_lr, lo=0.0)
-        set_fields(self, max_update=max_update, pwr=float(pwr), final_lr=float(final_lr))
+        set_fields(
+            self, max_update=max_update, pwr=float(pwr), final_lr=float(final_lr)
+        )
         super().__init__(base_lr, warmup_steps, warmup_begin_lr, warmup_mode)
 
     @property

@@ -1,4 +1,4 @@
-"""MXNet's warmup ramp (``LRScheduler.get_warmup_lr``), written once for every scheduler."""
+"""MXNet's warmup (``LRScheduler.get_warmup_lr``), written once for all schedulers."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ def check_number(
     integer: bool = False,
 ) -> None:
     """Raise ``ValueError`` naming ``name``, ``value`` and the allowed range unless
-    ``value`` is a real number (an ``int`` if ``integer``) in ``[lo, hi]``/``(lo, hi]``."""
+    ``value`` is a real number (an ``int`` if ``integer``) in ``[lo, hi]`` (or
+    ``(lo, hi]`` if ``lo_open``)."""
     interval = (
         ("(" if lo_open else "[")
         + ("-inf" if lo is None else repr(lo))
@@ -56,10 +57,12 @@ def check_number(
 def check_warmup(
     base_lr: object, warmup_steps: object, warmup_begin_lr: object, warmup_mode: object
 ) -> None:
-    """MXNet's ``LRScheduler.__init__`` checks (plus ``base_lr >= 0``), as ValueErrors."""
+    """MXNet's ``LRScheduler.__init__`` checks as ValueErrors, plus ``base_lr >= 0``
+    and ``warmup_begin_lr >= 0``."""
     check_number("base_lr", base_lr, lo=0.0)
     check_number("warmup_steps", warmup_steps, lo=0, integer=True)
-    check_number("warmup_begin_lr", warmup_begin_lr, lo=0.0, hi=float(base_lr))  # type: ignore[arg-type]
+    top = float(base_lr)  # type: ignore[arg-type]
+    check_number("warmup_begin_lr", warmup_begin_lr, lo=0.0, hi=top)
     if warmup_mode not in get_args(WarmupMode):
         raise ValueError(
             f"warmup_mode must be one of {get_args(WarmupMode)}, got {warmup_mode!r}"
@@ -75,7 +78,8 @@ def warmup_lr(
 ) -> jax.Array:
     """The warmup value at int32 ``n`` (meaningful for ``n < warmup_steps``), float32.
 
-    linear: ``warmup_begin_lr + (warmup_final_lr - warmup_begin_lr) * n / warmup_steps``;
+    linear: ``warmup_begin_lr + (warmup_final_lr - warmup_begin_lr) * n /
+    warmup_steps``;
     constant: ``warmup_begin_lr``.
     """
     begin = jnp.float32(warmup_begin_lr)
@@ -93,7 +97,8 @@ def apply_warmup(
     warmup_final_lr: float,
     warmup_mode: WarmupMode,
 ) -> jax.Array:
-    """``warmup_lr(n)`` where ``n < warmup_steps``, else ``lr`` (MXNet's first branch)."""
+    """``warmup_lr(n)`` where ``n < warmup_steps``, else ``lr`` (MXNet's first
+    branch)."""
     if warmup_steps == 0:
         return lr
     ramp = warmup_lr(n, warmup_steps, warmup_begin_lr, warmup_final_lr, warmup_mode)

@@ -30,7 +30,8 @@ CALLS = 64  # every drawn call sequence has this length (one compiled shape per 
 @pytest.mark.parametrize("case", all_cases() + load("overwrite"), ids=case_id)
 def test_oracle_reproduces_the_recordings_exactly(case):
     for run in case["runs"]:
-        got = oracle.run(case["cls"], case["kwargs"], run["n"], case.get("base_lr_after"))
+        base_lr = case.get("base_lr_after")
+        got = oracle.run(case["cls"], case["kwargs"], run["n"], base_lr)
         assert got == run["lr"]  # float64 equality, Q36 included
 
 
@@ -106,7 +107,8 @@ def _check(cls_name, kwargs, ns, base_lr=None):
     got = np.asarray(jax.vmap(sched)(jnp.asarray(ns, jnp.int32)), np.float64)
     want = np.asarray(oracle.run(cls_name, kwargs, ns, base_lr))
     scale = max(kwargs.get("base_lr", 0.01), kwargs.get("final_lr", 0), base_lr or 0)
-    np.testing.assert_allclose(got, want, rtol=RTOL, atol=max(F32_TINY, MXNET_ABS * scale))
+    atol = max(F32_TINY, MXNET_ABS * scale)
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=atol)
 
 
 CONFIGS = {
@@ -130,7 +132,8 @@ def test_matches_mxnet_oracle_on_unseen_configs(kind, data):
 @settings(max_examples=10, deadline=None)
 @given(data=st.data())
 def test_with_base_lr_matches_mxnet_oracle_overwrite(kind, data):
-    """``with_base_lr`` equals MXNet's scheduler whose base_lr an optimizer overwrote."""
+    """``with_base_lr`` equals MXNet's scheduler after an optimizer overwrote its
+    base_lr."""
     cls_name, kwargs = data.draw(CONFIGS[kind])
     new_lr = data.draw(lrs)
     _check(cls_name, kwargs, data.draw(call_sequences(kwargs)), base_lr=new_lr)

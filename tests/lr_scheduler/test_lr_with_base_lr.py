@@ -1,4 +1,4 @@
-"""``with_base_lr``: what MXNet does when an optimizer overwrites ``base_lr`` [Q1/Q33]."""
+"""``with_base_lr``: MXNet's optimizer overwriting a scheduler's base_lr [Q1/Q33]."""
 
 from __future__ import annotations
 
@@ -120,7 +120,8 @@ def _case(name):
 def test_sgd_end_to_end_keeps_scheduler_base_lr():
     case = _case("factor_w5_stop-SGD")
     sched = lr_scheduler.FactorScheduler(**case["kwargs"])
-    assert_close(_lrs_seen(optimizer.sgd(lr_scheduler=sched), 20), case["runs"][0]["lr"][:20])
+    got = _lrs_seen(optimizer.sgd(lr_scheduler=sched), 20)
+    assert_close(got, case["runs"][0]["lr"][:20])
 
 
 def test_adam_end_to_end_overwrites_scheduler_base_lr():
