@@ -145,3 +145,12 @@ def test_docstring_examples_run(module):
     assert result.failed == 0
     if module not in (_base,):
         assert result.attempted > 0
+
+
+@pytest.mark.parametrize("mode", ["linear", "constant"])
+def test_get_warmup_lr_matches_mxnet_and_ignores_the_overwrite(mode):
+    ref = oracle.LRScheduler(0.2, 9, 0.03, mode)
+    sched = lr_scheduler.LRScheduler(0.2, 9, 0.03, mode).with_base_lr(0.7)
+    ns = np.arange(9)
+    assert_close(jax.vmap(sched.get_warmup_lr)(jnp.asarray(ns)),
+                 [ref.get_warmup_lr(n) for n in ns])
