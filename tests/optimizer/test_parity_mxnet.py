@@ -11,8 +11,10 @@ import pytest
 
 import mxjax as mx
 from tests.helpers import all_optimizer_cases, optimizer_arrays, optimizer_cases, recorder
+from tests.optimizer.conftest import RANDOM
 
-CASES = all_optimizer_cases()
+# Random optimizers are replayed with their noise removed by tests/optimizer/test_<name>.py
+CASES = [c for c in all_optimizer_cases() if c[0] not in RANDOM]
 
 
 def build(rec: dict) -> mx.optimizer.Optimizer:
