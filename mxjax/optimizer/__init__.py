@@ -5,6 +5,7 @@
 :func:`~mxjax.optimizer.from_rule` for writing one from a per-leaf kernel.
 """
 
+from .._names import leaf_names as leaf_names
 from .._registry import Registry
 from ._adadelta import adadelta as adadelta
 from ._adagrad import adagrad as adagrad
@@ -18,15 +19,14 @@ from ._base import Rule as Rule
 from ._base import from_rule as from_rule
 from ._base import one_minus_pow as one_minus_pow
 from ._base import rescale_clip as rescale_clip
-from .._names import leaf_names as leaf_names
-from ._nadam import nadam as nadam
-from ._nag import nag as nag
-from ._rmsprop import rmsprop as rmsprop
-from ._sgd import sgd as sgd
 from ._dcasgd import dcasgd as dcasgd
 from ._ftml import ftml as ftml
 from ._ftrl import ftrl as ftrl
 from ._groupadagrad import groupadagrad as groupadagrad
+from ._nadam import nadam as nadam
+from ._nag import nag as nag
+from ._rmsprop import rmsprop as rmsprop
+from ._sgd import sgd as sgd
 from ._sgld import sgld as sgld
 from ._signum import signum as signum
 

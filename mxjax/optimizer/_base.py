@@ -38,6 +38,7 @@ from typing import Any, Literal, NamedTuple, TypedDict
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._names import path_name
 from .._typing import Grads, Params, PyTree, Schedule
@@ -208,7 +209,7 @@ def pow_f32(beta: float, t: jax.Array) -> jax.Array:
     """``beta**t`` rounded to float32, as C++ ``powf`` on a float32 ``beta`` gives it."""
     if beta == 0.0:
         return jnp.where(t == 0, 1.0, 0.0).astype(jnp.float32)
-    lb = math.log(float(jnp.float32(beta)))
+    lb = math.log(float(np.float32(beta)))
     return 1.0 + jnp.expm1(t.astype(jnp.float32) * jnp.float32(lb))
 
 

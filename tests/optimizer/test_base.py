@@ -12,8 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mxjax as mx
-from tests.optimizer.conftest import NOT_FROZEN_BY_LR_MULT_0, NOT_RESCALE_INVARIANT
-from tests.optimizer.conftest import shaped, wd_for
+from tests.optimizer.conftest import (
+    NOT_FROZEN_BY_LR_MULT_0,
+    NOT_RESCALE_INVARIANT,
+    shaped,
+    wd_for,
+)
 
 NAMES = mx.optimizer.names()
 

@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 
 import mxjax as mx
-from tests.helpers import all_optimizer_cases, optimizer_arrays, optimizer_cases, recorder
+from tests.helpers import (
+    all_optimizer_cases,
+    optimizer_arrays,
+    optimizer_cases,
+    recorder,
+)
 from tests.optimizer.conftest import RANDOM
 
 # Random optimizers are replayed with their noise removed by tests/optimizer/test_<name>.py
