@@ -23,6 +23,12 @@ from ._nadam import nadam as nadam
 from ._nag import nag as nag
 from ._rmsprop import rmsprop as rmsprop
 from ._sgd import sgd as sgd
+from ._lars import lars as lars
+from ._lbsgd import lbsgd as lbsgd
+from ._lamb import lamb as lamb
+from ._adamw import adamw as adamw
+from ._adabelief import adabelief as adabelief
+from ._lans import lans as lans
 
 
 def ccsgd(**kwargs):
@@ -42,6 +48,12 @@ registry: Registry = Registry(
         "adadelta": adadelta,
         "adamax": adamax,
         "nadam": nadam,
+        "lars": lars,
+        "lbsgd": lbsgd,
+        "lamb": lamb,
+        "adamw": adamw,
+        "adabelief": adabelief,
+        "lans": lans,
     },
 )
 create = registry.create
