@@ -51,7 +51,9 @@ def adabelief(
     if not isinstance(correct_bias, bool):
         raise TypeError(f"correct_bias must be a bool, got {correct_bias!r}")
 
-    def kernel(w: jax.Array, g: jax.Array, s: Slots, h: Hyper) -> tuple[jax.Array, Slots]:
+    def kernel(
+        w: jax.Array, g: jax.Array, s: Slots, h: Hyper
+    ) -> tuple[jax.Array, Slots]:
         if h.rescale_grad == 0.0:  # [Q26]
             return w, s
         mean, var = s

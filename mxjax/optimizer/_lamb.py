@@ -30,7 +30,8 @@ def lamb(
         m &\leftarrow \beta_1 m + (1-\beta_1)\hat g, \qquad
         v \leftarrow \beta_2 v + (1-\beta_2)\hat g^2 \\
         u &= \frac{m/(1-\beta_1^t)}{\sqrt{v/(1-\beta_2^t)} + \epsilon} + \lambda w
-             \quad\text{(bias\_correction; else } u = m/(\sqrt v + \epsilon) + \lambda w)\\
+             \quad\text{(bias\_correction; else }
+             u = m/(\sqrt v + \epsilon) + \lambda w)\\
         r_1 &= \min(\max(\lVert w\rVert, \mathrm{lb}), \mathrm{ub}), \qquad
         r_2 = \lVert u\rVert \\
         w &\leftarrow w - \eta\, \frac{r_1}{r_2}\, u
@@ -49,7 +50,7 @@ def lamb(
       learning_rate: η (0.001).
       beta1, beta2: moment decay rates in [0, 1).
       epsilon: ε > 0 (1e-6), added to the square root.
-      lower_bound, upper_bound: ``None`` or a real ≥ 0 bounding ``||w||`` (0 means none);
+      lower_bound, upper_bound: ``None`` or a real ≥ 0 bounding ``||w||`` (0: none);
         ``lower_bound <= upper_bound`` when both are set.
       bias_correction: divide the moments by ``1 - β^t``.
       **common: the base arguments.
@@ -63,7 +64,9 @@ def lamb(
     if not isinstance(bias_correction, bool):
         raise TypeError(f"bias_correction must be a bool, got {bias_correction!r}")
 
-    def kernel(w: jax.Array, g: jax.Array, s: Slots, h: Hyper) -> tuple[jax.Array, Slots]:
+    def kernel(
+        w: jax.Array, g: jax.Array, s: Slots, h: Hyper
+    ) -> tuple[jax.Array, Slots]:
         mean, var = s
         dt = w.dtype
         b1, b2 = jnp.asarray(beta1, jnp.float32), jnp.asarray(beta2, jnp.float32)

@@ -50,7 +50,7 @@ def lans(
       learning_rate: η (0.001).
       beta1, beta2: decay rates in [0, 1).
       epsilon: ε > 0 (1e-6).
-      lower_bound, upper_bound: ``None`` or a real ≥ 0 bounding ``||w||`` (0 means none);
+      lower_bound, upper_bound: ``None`` or a real ≥ 0 bounding ``||w||`` (0: none);
         ``lower_bound <= upper_bound`` when both are set.
       **common: the base arguments.
 
@@ -61,7 +61,9 @@ def lans(
     check_range("epsilon", epsilon, lo=0.0, lo_open=True)
     check_bounds(lower_bound, upper_bound)
 
-    def kernel(w: jax.Array, g: jax.Array, s: Slots, h: Hyper) -> tuple[jax.Array, Slots]:
+    def kernel(
+        w: jax.Array, g: jax.Array, s: Slots, h: Hyper
+    ) -> tuple[jax.Array, Slots]:
         mean, var = s
         g = g * jnp.float32(h.rescale_grad) if h.rescale_grad != 1.0 else g
         g = g / l2_norm(g)

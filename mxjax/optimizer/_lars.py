@@ -31,12 +31,13 @@ def lars(
     .. math::
 
         \eta_i &= \eta\,\frac{\mathrm{eta}\,\lVert w\rVert}
-                 {\lVert g\rVert\,\mathrm{rescale\_grad} + \lambda\lVert w\rVert + \mathrm{eps}}
+                 {\lVert g\rVert\,\mathrm{rs} + \lambda\lVert w\rVert + \mathrm{eps}}
                  \quad\text{if } \lVert w\rVert > 0,\ \lVert g\rVert > 0
                  \text{ and the leaf is not exempt; else } \eta \\
         \hat g &= \mathrm{clip}_c(\mathrm{rescale\_grad}\cdot g) \\
         m &\leftarrow \mu_{\mathrm{eff}} m - \eta_i\lambda w - \eta_i\hat g, \qquad
-        w \leftarrow w + m \qquad(\mu = 0:\ w \leftarrow w + (-\eta_i\lambda w - \eta_i\hat g))
+        w \leftarrow w + m \qquad
+        (\mu = 0:\ w \leftarrow w + (-\eta_i\lambda w - \eta_i\hat g))
 
     This is MXNet's ``multi_sum_sq`` + ``multi_lars`` + ``preloaded_multi_sgd(_mom)``
     path (the SGD kernel of :func:`~mxjax.optimizer.sgd`). The norms are per leaf, in
@@ -73,7 +74,10 @@ def lars(
     momentum = _check_momentum(momentum)
     check_range("eta", eta, lo=0.0)
     check_range("eps", eps, lo=0.0)
-    for flag, v in (("lazy_update", lazy_update), ("momentum_correction", momentum_correction)):
+    for flag, v in (
+        ("lazy_update", lazy_update),
+        ("momentum_correction", momentum_correction),
+    ):
         if not isinstance(v, bool):
             raise TypeError(f"{flag} must be a bool, got {v!r}")
     sgd_rule = sgd_kernel(momentum)
@@ -86,13 +90,17 @@ def lars(
         ratio = safe_div(lr, last, last != 0)
         return ratio, (lr, jnp.asarray(True))
 
-    def kernel(w: jax.Array, g: jax.Array, s: Slots, h: Hyper) -> tuple[jax.Array, Slots]:
+    def kernel(
+        w: jax.Array, g: jax.Array, s: Slots, h: Hyper
+    ) -> tuple[jax.Array, Slots]:
         lr = h.lr
         if not h.name.endswith(_EXEMPT):
             w_norm, g_norm = l2_norm(w), l2_norm(g)
             lr32 = lr.astype(jnp.float32)
             ok = (w_norm > 0) & (g_norm > 0)
-            den = g_norm * jnp.float32(h.rescale_grad) + h.wd.astype(jnp.float32) * w_norm
+            den = (
+                g_norm * jnp.float32(h.rescale_grad) + h.wd.astype(jnp.float32) * w_norm
+            )
             den = den + jnp.float32(eps)
             scaled = lr32 * jnp.float32(eta) * w_norm
             lr = jnp.where(ok, scaled / jnp.where(ok, den, 1.0), lr32).astype(w.dtype)

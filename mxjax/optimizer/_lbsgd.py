@@ -40,7 +40,7 @@ def lbsgd(
     num_epochs: int = 60,
     **common: Any,
 ) -> Optimizer:
-    r"""Large-batch SGD with lr warmup and gradient accumulation (MXNet 1.9.1 ``LBSGD``).
+    r"""Large-batch SGD with warmup and gradient accumulation (MXNet 1.9.1 ``LBSGD``).
 
     Every call is a micro-batch; its gradient is accumulated per leaf. With
     ``k = begin_epoch·updates_per_epoch + (number of calls so far)``, when
@@ -48,11 +48,13 @@ def lbsgd(
 
     .. math::
 
-        \bar g &= \mathrm{cum} / \mathrm{batch\_scale}, \qquad \mathrm{cum} \leftarrow 0 \\
+        \bar g &= \mathrm{cum} / \mathrm{batch\_scale}, \qquad
+            \mathrm{cum} \leftarrow 0 \\
         \eta' &= \eta \cdot \mathrm{mult}(k), \qquad
         \hat g = \mathrm{clip}_c(\mathrm{rescale\_grad}\cdot\bar g) \\
         w &\leftarrow (1 - \eta'\lambda) w - \eta'\hat g \quad (\mu = 0), \qquad
-        m \leftarrow \mu m - \eta'\lambda w - \eta'\hat g,\ w \leftarrow w + m \quad (\mu > 0)
+        m \leftarrow \mu m - \eta'\lambda w - \eta'\hat g,\
+            w \leftarrow w + m \quad (\mu > 0)
 
     Other calls leave ``w`` and the momentum unchanged (MXNet runs ``sgd_update`` with
     lr 0, so a non-finite gradient still turns ``w`` into NaN, reproduced).
@@ -81,7 +83,7 @@ def lbsgd(
       multi_precision: keep a float32 master copy of float16/bfloat16 leaves.
       warmup_strategy: ``"linear"``, ``"power2"``, ``"sqrt"`` or ``"lars"``.
       warmup_epochs: int ≥ 0.
-      batch_scale: int ≥ 1, micro-batches per macro step (and the largest lr multiplier).
+      batch_scale: int ≥ 1, micro-batches per macro step (and the top lr multiplier).
       updates_per_epoch: int ≥ 1, micro-batch calls per epoch (sets the warmup length).
       begin_epoch: int ≥ 0, offsets ``k`` (and so the phase of the macro steps).
       num_epochs: int ≥ 0, unused.
@@ -139,7 +141,9 @@ def lbsgd(
         # Leaves after the first see the count already advanced by the first [Q5].
         return jnp.asarray(rate(t), jnp.float32), None
 
-    def kernel(w: jax.Array, g: jax.Array, s: Slots, h: Hyper) -> tuple[jax.Array, Slots]:
+    def kernel(
+        w: jax.Array, g: jax.Array, s: Slots, h: Hyper
+    ) -> tuple[jax.Array, Slots]:
         dt = w.dtype
         lr = h.lr
         if callable(rate) and h.index > 0:
@@ -165,7 +169,7 @@ def lbsgd(
             return w_new, s_new
         macro = k % batch_scale == 0
         w_new = jnp.where(macro, w_new, w - jnp.zeros((), dt) * g)
-        s_new = tuple(jnp.where(macro, a, b) for a, b in zip(s_new, s))
+        s_new = tuple(jnp.where(macro, a, b) for a, b in zip(s_new, s, strict=True))
         return w_new, (*s_new, jnp.where(macro, jnp.zeros_like(cum), cum))
 
     return from_rule(
