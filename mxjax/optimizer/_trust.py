@@ -30,7 +30,7 @@ def safe_div(num: jax.Array, den: jax.Array, ok: jax.Array) -> jax.Array:
 
 
 def clamp_norm(r: jax.Array, lower: float | None, upper: float | None) -> jax.Array:
-||w||``; falsy ones (``None``, 0) are ignored [Q20]."""
+    """MXNet's optional bounds on ``||w||``; 0 or ``None`` is ignored [Q20]."""
     if lower:
         r = jnp.maximum(r, jnp.float32(lower))
     if upper:
