@@ -106,7 +106,7 @@ def lbsgd(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # from_rule announces it once
         rate, _ = resolve_learning_rate(learning_rate, common.get("lr_scheduler"))
-    lr_mult = dict(common.get("lr_mult") or {})
+    lr_mult = common.get("lr_mult") or {}  # validated by from_rule
     begin = common.get("begin_num_update", 0)
     init_updates = begin_epoch * updates_per_epoch
     nwup = warmup_epochs * updates_per_epoch
