@@ -136,6 +136,32 @@ GRIDS_191 = {
     "adamax": (F16_BOTH, [{}, {"beta1": 0.5, "beta2": 0.8, "learning_rate": 0.01}]),
     "nadam": (F16_BOTH, [{}, {"beta1": 0.8, "beta2": 0.9, "schedule_decay": 0.1,
                               "epsilon": 1e-5}, {"learning_rate": 0.01}]),
+    "lars": (F16_BOTH, [{"momentum": 0.9, "eta": 2.0}, {},
+                        {"eta": 0.5, "eps": 0.5, "learning_rate": 0.05},
+                        {"momentum": 0.5, "momentum_correction": False, "eta": 1.0,
+                         "_sched": "multifactor"},
+                        {"momentum": 0.9, "eta": 1.0, "_params": "p5", "_sched": "factor"},
+                        {"momentum": 0.9, "eta": 1.0, "_params": "p5", "_sched": "factor",
+                         "_wd_by_name": True, "wd": 0.05}]),
+    "lbsgd": (F16_BOTH, [{"batch_scale": 2, "warmup_epochs": 1, "updates_per_epoch": 4,
+                          "momentum": 0.9}, {},
+                         {"warmup_strategy": "power2", "batch_scale": 3, "warmup_epochs": 2,
+                          "updates_per_epoch": 3},
+                         {"warmup_strategy": "sqrt", "batch_scale": 2, "warmup_epochs": 1,
+                          "updates_per_epoch": 5, "momentum": 0.5},
+                         {"warmup_strategy": "lars", "batch_scale": 3, "momentum": 0.9},
+                         {"warmup_strategy": "lars", "learning_rate": 0.05, "wd": 0.1},
+                         {"begin_epoch": 1, "batch_scale": 3, "updates_per_epoch": 4,
+                          "warmup_epochs": 2},
+                         {"begin_epoch": 1, "batch_scale": 2, "updates_per_epoch": 3,
+                          "warmup_epochs": 1, "warmup_strategy": "sqrt", "momentum": 0.9}]),
+    "lamb": (F16_BOTH, [{}, {"learning_rate": 0.05},
+                        {"lower_bound": 0.5, "upper_bound": 2.0, "learning_rate": 0.02},
+                        {"lower_bound": 3.0, "learning_rate": 0.02},
+                        {"lower_bound": 0.0, "upper_bound": 1.0, "learning_rate": 0.02},
+                        {"bias_correction": False, "learning_rate": 0.02},
+                        {"beta1": 0.5, "beta2": 0.9, "epsilon": 1e-3,
+                         "bias_correction": False}]),
 }
 
 GRIDS_191.update({
@@ -189,6 +215,21 @@ def sgld_remove_noise(opt, updater, weights, rng_seed, grads, before):
 
 
 GRIDS_2 = {}  # 2.0-only optimizers (AdamW, AdaBelief, LANS) are added here
+GRIDS_2["adamw"] = (F16_MP, [{}, {"correct_bias": False},
+                             {"learning_rate": 0.01, "wd": 0.1},
+                             {"beta1": 0.5, "beta2": 0.9, "epsilon": 1e-3,
+                              "correct_bias": False},
+                             {"rescale_grad": 0.0}])  # [Q26]
+GRIDS_2["adabelief"] = (F16_MP, [{}, {"correct_bias": False}, {"learning_rate": 0.01},
+                                 {"beta1": 0.5, "beta2": 0.9, "epsilon": 1e-4}])
+GRIDS_2["lans"] = (F16_MP, [{}, {"learning_rate": 0.01},
+                            {"lower_bound": 0.5, "upper_bound": 2.0, "learning_rate": 0.01},
+                            {"lower_bound": 0.0, "upper_bound": 1.0, "learning_rate": 0.01},
+                            {"beta1": 0.5, "beta2": 0.9, "epsilon": 1e-3,
+                             "learning_rate": 0.02}])
+# Optimizers whose math reads leaf names (LARS [Q17]): MXNet gets the names even
+# without the wd rule, set after construction as Module does for an instance [Q3].
+ALWAYS_NAMED = {"lars"}
 
 
 def random_cases(rng, own, dtype_options, n):
@@ -242,6 +283,10 @@ def run_case(name, spec, seed):
     if name == "groupadagrad":
         import mxnet.optimizer.contrib  # noqa: F401 - registers GroupAdaGrad
     opt = mx.optimizer.create(name, **mx_kw)
+    if name in ALWAYS_NAMED and not spec.get("_wd_by_name"):
+        opt.idx2name = dict(enumerate(names))
+    if mx.__version__.startswith("2") and spec.get("_wd_by_name"):
+        jax_kw.pop("wd_by_name")  # MXNet 2.0 has no name-based default wd rule
     lr_mult = dict(spec.get("_lr_mult", {}))
     if "_lr_mult_idx" in spec:
         opt.set_lr_mult(dict(spec["_lr_mult_idx"]))
