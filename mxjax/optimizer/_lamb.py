@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from ._adam import check_betas
-from ._base import Hyper, Optimizer, Rule, Slots, check_range, from_rule
-from ._trust import check_bounds, clamp_norm, l2_norm, powf, safe_div
+from ._base import Hyper, Optimizer, Rule, Slots, check_range, from_rule, pow_f32
+from ._trust import check_bounds, clamp_norm, l2_norm, safe_div
 
 
 def lamb(
@@ -74,8 +74,8 @@ def lamb(
         var = b2.astype(dt) * var + (1 - b2).astype(dt) * g * g
         eps = jnp.asarray(epsilon, dt)
         if bias_correction:
-            m_hat = mean / (1 - powf(beta1, h.t).astype(dt))
-            v_hat = var / (1 - powf(beta2, h.t).astype(dt))
+            m_hat = mean / (1 - pow_f32(beta1, h.t).astype(dt))
+            v_hat = var / (1 - pow_f32(beta2, h.t).astype(dt))
             u = m_hat / (jnp.sqrt(v_hat) + eps) + h.wd * w
         else:
             u = mean / (jnp.sqrt(var) + eps) + h.wd * w

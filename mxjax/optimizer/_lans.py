@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from ._adam import check_betas
-from ._base import Hyper, Optimizer, Rule, Slots, check_range, from_rule
-from ._trust import check_bounds, clamp_norm, l2_norm, powf, safe_div
+from ._base import Hyper, Optimizer, Rule, Slots, check_range, from_rule, pow_f32
+from ._trust import check_bounds, clamp_norm, l2_norm, safe_div
 
 
 def lans(
@@ -72,8 +72,8 @@ def lans(
         b1, b2 = jnp.float32(beta1), jnp.float32(beta2)
         mean = b1 * mean + (1 - b1) * g
         var = b2 * var + (1 - b2) * g * g
-        m_hat = mean / (1 - powf(beta1, h.t))
-        d = jnp.sqrt(var / (1 - powf(beta2, h.t))) + jnp.float32(epsilon)
+        m_hat = mean / (1 - pow_f32(beta1, h.t))
+        d = jnp.sqrt(var / (1 - pow_f32(beta2, h.t))) + jnp.float32(epsilon)
         u_m = m_hat / d + h.wd * w
         u_g = g / d + h.wd * w
         r1 = clamp_norm(l2_norm(w), lower_bound, upper_bound)

@@ -7,11 +7,8 @@ gradient at zero (so ``jax.grad`` through an update of an all-zero leaf stays fi
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ._base import check_range
 
@@ -48,15 +45,3 @@ def check_bounds(lower_bound: float | None, upper_bound: float | None) -> None:
             f"lower_bound must be <= upper_bound, got lower_bound={lower_bound!r} > "
             f"upper_bound={upper_bound!r}"
         )
-
-
-def powf(beta: float, t: jax.Array) -> jax.Array:
-    """``beta**t`` in float32, as C++ ``powf`` on a float32 ``beta`` gives it.
-
-    Same as ``_base.pow_f32``, which cannot be traced (it calls ``float()`` on a jnp
-    scalar); the float32 rounding of ``beta`` is done with numpy on the host here.
-    """
-    if beta == 0.0:
-        return jnp.where(t == 0, 1.0, 0.0).astype(jnp.float32)
-    lb = math.log(float(np.float32(beta)))
-    return 1.0 + jnp.expm1(t.astype(jnp.float32) * jnp.float32(lb))
