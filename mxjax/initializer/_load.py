@@ -68,7 +68,7 @@ class Load:
             param = _read(param)
         if not isinstance(param, Mapping):
             raise ValueError(
-                f"param must be a mapping or a file path, got {type(param).__name__}"
+                f"param must be a mapping or a file path, got {param!r}"
             )
         self.param: dict[str, np.ndarray] = {}
         for name, arr in param.items():

@@ -47,16 +47,17 @@ class Mixed:
                 f"{len(patterns)} and {len(initializers)}"
             )
         self.map: list[tuple[re.Pattern[str], NamedInit]] = []
-        for p, init in zip(patterns, initializers, strict=False):
+        for i, (p, init) in enumerate(zip(patterns, initializers, strict=False)):
             try:
                 prog = re.compile(p)
             except re.error as e:
                 raise ValueError(
-                    f"pattern {p!r} is not a valid regular expression: {e}"
+                    f"patterns[{i}]={p!r} is not a valid regular expression: {e}"
                 ) from None
             if not isinstance(init, NamedInit):
                 raise ValueError(
-                    f"initializer for pattern {p!r} is not an initializer: {init!r}"
+                    f"initializers[{i}] (for pattern {p!r}) is not an initializer: "
+                    f"{init!r}"
                 )
             self.map.append((prog, init))
 
