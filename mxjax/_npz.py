@@ -35,10 +35,14 @@ def read_npz(
     except error:
         raise
     except Exception as e:  # zipfile, zlib, struct and numpy each raise their own
-        raise error(f"{what}: corrupted or truncated .npz ({type(e).__name__}: {e})") from e
+        raise error(
+            f"{what}: corrupted or truncated .npz ({type(e).__name__}: {e})"
+        ) from e
 
 
-def _read(fileobj: IO[bytes], error: type[Exception], what: str) -> dict[str, np.ndarray]:
+def _read(
+    fileobj: IO[bytes], error: type[Exception], what: str
+) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     with zipfile.ZipFile(fileobj) as zf:
         for info in zf.infolist():

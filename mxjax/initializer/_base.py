@@ -125,7 +125,7 @@ def check_real(
 
 
 def check_int(name: str, value: Any, *, ge: int) -> int:
-    """``value`` as an int ``>= ge``, or ValueError naming the argument (bools refused)."""
+    """``value`` as an int ``>= ge``, or ValueError naming the argument (no bools)."""
     if isinstance(value, bool):
         raise ValueError(f"{name} must be an int >= {ge}, got {value!r}")
     if not isinstance(value, int):

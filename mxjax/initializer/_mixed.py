@@ -28,8 +28,8 @@ class Mixed:
 
     Raises:
       ValueError: ``patterns`` or ``initializers`` is not a list (a str is refused:
-        it would be read as one pattern per character), the lengths differ, a pattern does not compile, or (at call time) a name
-        matches no pattern.
+        it would be read as one pattern per character), the lengths differ, a pattern
+        does not compile, or (at call time) a name matches no pattern.
     """
 
     def __init__(
@@ -40,7 +40,9 @@ class Mixed:
                 raise ValueError(f"{what} must be a list, got {seq!r}")
         for p in patterns:
             if not isinstance(p, str):
-                raise ValueError(f"patterns must be regular expressions (str), got {p!r}")
+                raise ValueError(
+                    f"patterns must be regular expressions (str), got {p!r}"
+                )
         if len(patterns) != len(initializers):
             raise ValueError(
                 f"patterns and initializers must have the same length, got "

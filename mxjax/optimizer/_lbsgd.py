@@ -31,7 +31,9 @@ def _check_int(name: str, value: Any, lo: int) -> int:
         or not isinstance(value, int)
         or not lo <= value <= _INT32_MAX
     ):
-        raise ValueError(f"{name} must be an int in [{lo}, {_INT32_MAX}], got {value!r}")
+        raise ValueError(
+            f"{name} must be an int in [{lo}, {_INT32_MAX}], got {value!r}"
+        )
     return value
 
 

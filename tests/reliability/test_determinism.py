@@ -1,8 +1,9 @@
 """Determinism: same key -> same initial params; same seed -> same SGLD trajectory; the
 jitted update is deterministic run to run.
 
-A restored checkpoint continuing bit-exactly is tested in tests/checkpoint/test_resume.py
-(``test_resume_in_fresh_process_is_bit_identical``, every optimizer in
+A restored checkpoint continuing bit-exactly is tested in
+tests/checkpoint/test_resume.py (``test_resume_in_fresh_process_is_bit_identical``,
+every optimizer in
 ``test_every_optimizer_state_round_trips_bit_exact``).
 """
 
@@ -30,7 +31,10 @@ INITS = [I.Xavier(), I.Uniform(0.1), I.Normal(0.2), I.Orthogonal(), I.MSRAPrelu(
 def same(a, b):
     la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
     assert jax.tree.structure(a) == jax.tree.structure(b)
-    return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb, strict=True))
+    return all(
+        np.array_equal(np.asarray(x), np.asarray(y))
+        for x, y in zip(la, lb, strict=True)
+    )
 
 
 @settings(max_examples=5, deadline=None, database=None)
@@ -51,7 +55,7 @@ def sgld_run(seed, steps=3):
     step = jax.jit(opt.update)
     traj = []
     for k in range(steps):
-        g = jax.tree.map(lambda x: jnp.full_like(x, 0.1 * k), p)
+        g = jax.tree.map(lambda x, k=k: jnp.full_like(x, 0.1 * k), p)
         p, s = step(g, s, p)
         traj.append(p)
     return traj
@@ -69,10 +73,14 @@ def test_jitted_update_is_deterministic_run_to_run(name):
     kw = {"groupadagrad": {}}.get(name, {"wd": 0.01})
     opt = mx.optimizer.create(name, **kw)
     rs = np.random.RandomState(0)
-    p = {"fc_weight": jnp.asarray(rs.normal(size=(16, 8)), jnp.float32),
-         "fc_bias": jnp.asarray(rs.normal(size=(16, 1)), jnp.float32)}
-    grads = [jax.tree.map(lambda x: jnp.asarray(rs.normal(size=x.shape), x.dtype), p)
-             for _ in range(3)]
+    p = {
+        "fc_weight": jnp.asarray(rs.normal(size=(16, 8)), jnp.float32),
+        "fc_bias": jnp.asarray(rs.normal(size=(16, 1)), jnp.float32),
+    }
+    grads = [
+        jax.tree.map(lambda x: jnp.asarray(rs.normal(size=x.shape), x.dtype), p)
+        for _ in range(3)
+    ]
 
     def run():
         step = jax.jit(opt.update)  # a fresh compile each time

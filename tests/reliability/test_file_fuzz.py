@@ -51,7 +51,7 @@ def npz(members: dict[str, bytes], method=zipfile.ZIP_STORED) -> bytes:
 
 
 def huge_npy(shape=(2**40,), descr="<f4") -> bytes:
-    """A valid .npy header claiming ``shape`` (2**40 floats: 4 TiB), and 16 data bytes."""
+    """A valid .npy header claiming ``shape`` (2**40 floats: 4 TiB), 16 data bytes."""
     header = repr({"descr": descr, "fortran_order": False, "shape": shape}).encode()
     header += b" " * (-(len(header) + 11) % 64) + b"\n"
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + b"\0" * 16
@@ -107,7 +107,8 @@ def read_checkpoint(path):
         pass
     except ValueError as e:  # a readable checkpoint that does not match the templates
         assert any(
-            s in str(e) for s in ("tree differs", "the checkpoint has shape", "optimizer")
+            s in str(e)
+            for s in ("tree differs", "the checkpoint has shape", "optimizer")
         ), e
 
 
@@ -186,25 +187,61 @@ def test_hostile_params_file_for_load(tmp_path):
 @pytest.mark.parametrize(
     "meta",
     [
-        {"format": "mxjax.checkpoint", "version": 1, "optimizer": "adam", "state": [], "params": None},
-        {"format": "mxjax.checkpoint", "version": 1, "optimizer": None, "state": [{"key_impl": 3}], "params": None},
-        {"format": "mxjax.checkpoint", "version": 1, "optimizer": None, "state": [{"path": "[0]", "shape": [-1], "dtype": "float32"}], "params": None},
-        {"format": "mxjax.checkpoint", "version": 1, "optimizer": None, "state": 5, "params": None},
-        {"format": "mxjax.checkpoint", "version": 1, "optimizer": None, "state": [{"path": ".count", "shape": [], "dtype": "int32", "key_impl": "nope"}], "params": None},
+        {
+            "format": "mxjax.checkpoint",
+            "version": 1,
+            "optimizer": "adam",
+            "state": [],
+            "params": None,
+        },
+        {
+            "format": "mxjax.checkpoint",
+            "version": 1,
+            "optimizer": None,
+            "state": [{"key_impl": 3}],
+            "params": None,
+        },
+        {
+            "format": "mxjax.checkpoint",
+            "version": 1,
+            "optimizer": None,
+            "state": [{"path": "[0]", "shape": [-1], "dtype": "float32"}],
+            "params": None,
+        },
+        {
+            "format": "mxjax.checkpoint",
+            "version": 1,
+            "optimizer": None,
+            "state": 5,
+            "params": None,
+        },
+        {
+            "format": "mxjax.checkpoint",
+            "version": 1,
+            "optimizer": None,
+            "state": [
+                {"path": ".count", "shape": [], "dtype": "int32", "key_impl": "nope"}
+            ],
+            "params": None,
+        },
         {"format": "mxjax.checkpoint", "version": 2},
         [1, 2],
     ],
 )
 def test_hostile_checkpoint_descriptions(tmp_path, meta):
     path = tmp_path / "c.npz"
-    members = {"__mxjax_checkpoint__.npy": npy(np.frombuffer(json.dumps(meta).encode(), np.uint8))}
+    members = {
+        "__mxjax_checkpoint__.npy": npy(
+            np.frombuffer(json.dumps(meta).encode(), np.uint8)
+        )
+    }
     members["state_0.npy"] = npy(np.zeros((), np.int32))
     path.write_bytes(npz(members))
     with pytest.raises(CheckpointError):
         checkpoint.load(path, like_state=OPT.init(PARAMS))
 
 
-# ------------------------------------------------------------------------------- fuzzing
+# ------------------------------------------------------------------------------ fuzzing
 
 
 def mutate(data: st.DataObject, buf: bytes) -> bytes:
@@ -220,7 +257,8 @@ def mutate(data: st.DataObject, buf: bytes) -> bytes:
             b[pos:pos] = data.draw(st.binary(min_size=1, max_size=8))
         elif op == "int" and len(b) >= pos + 8:
             b[pos : pos + 8] = struct.pack(
-                "<q", data.draw(st.sampled_from([-1, 0, 2**31, 2**40, 2**62, 2**63 - 1]))
+                "<q",
+                data.draw(st.sampled_from([-1, 0, 2**31, 2**40, 2**62, 2**63 - 1])),
             )
     return bytes(b)
 
@@ -265,20 +303,44 @@ def test_fuzz_checkpoint_files(tmp_path_factory, data):
 
 
 @FUZZ
-@given(data=st.data(), meta=st.recursive(
-    st.none() | st.booleans() | st.integers(-3, 3) | st.text(max_size=6),
-    lambda c: st.lists(c, max_size=3) | st.dictionaries(
-        st.sampled_from(["format", "version", "optimizer", "state", "params", "path",
-                         "shape", "dtype", "key_impl", "stored_as", "name", "hyperparams"]),
-        c, max_size=5),
-    max_leaves=12,
-))
+@given(
+    data=st.data(),
+    meta=st.recursive(
+        st.none() | st.booleans() | st.integers(-3, 3) | st.text(max_size=6),
+        lambda c: (
+            st.lists(c, max_size=3)
+            | st.dictionaries(
+                st.sampled_from(
+                    [
+                        "format",
+                        "version",
+                        "optimizer",
+                        "state",
+                        "params",
+                        "path",
+                        "shape",
+                        "dtype",
+                        "key_impl",
+                        "stored_as",
+                        "name",
+                        "hyperparams",
+                    ]
+                ),
+                c,
+                max_size=5,
+            )
+        ),
+        max_leaves=12,
+    ),
+)
 def test_fuzz_checkpoint_descriptions(tmp_path_factory, data, meta):
     if isinstance(meta, dict) and data.draw(st.booleans()):
         meta = {**meta, "format": "mxjax.checkpoint", "version": 1}
     path = tmp_path_factory.mktemp("d") / "d.npz"
     members = {
-        "__mxjax_checkpoint__.npy": npy(np.frombuffer(json.dumps(meta).encode(), np.uint8)),
+        "__mxjax_checkpoint__.npy": npy(
+            np.frombuffer(json.dumps(meta).encode(), np.uint8)
+        ),
         "state_0.npy": npy(np.zeros((), np.int32)),
     }
     path.write_bytes(npz(members))

@@ -19,10 +19,7 @@ import mxjax as mx
 
 NAMES = mx.optimizer.names()
 # Settings that give each optimizer a non-trivial state where it has one.
-KW = {
-    n: {"momentum": 0.9}
-    for n in ("sgd", "ccsgd", "nag", "lars", "dcasgd", "lbsgd")
-}
+KW = {n: {"momentum": 0.9} for n in ("sgd", "ccsgd", "nag", "lars", "dcasgd", "lbsgd")}
 KW["lbsgd"] = {"momentum": 0.9, "batch_scale": 2}
 KW["rmsprop_c"] = {"centered": True}
 
@@ -61,7 +58,9 @@ def test_extra_or_missing_leaf(name):
     with pytest.raises(ValueError, match=r"tree structures(.|\n)*fc_bias"):
         step({"fc_weight": G["fc_weight"]}, state, P)
     # params and grads with an extra leaf, state made for the smaller tree
-    with pytest.raises(ValueError, match=r"state\.slots does not match(.|\n)*extra_weight"):
+    with pytest.raises(
+        ValueError, match=r"state\.slots does not match(.|\n)*extra_weight"
+    ):
         step({**G, "extra_weight": extra}, state, {**P, "extra_weight": extra})
 
 
@@ -87,7 +86,9 @@ def layout(name):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         s = jax.eval_shape(make(name).init, P)
-    return jax.tree.structure(s.slots), [(x.shape, x.dtype) for x in jax.tree.leaves(s.slots)]
+    return jax.tree.structure(s.slots), [
+        (x.shape, x.dtype) for x in jax.tree.leaves(s.slots)
+    ]
 
 
 VARIANTS = [*NAMES, "rmsprop_c"]
@@ -95,8 +96,19 @@ VARIANTS = [*NAMES, "rmsprop_c"]
 # OptState carries no tag of the optimizer that made it, so these cannot be told apart
 # at trace time (see docs/validation.md). Pinned, so a new coincidence is noticed.
 SAME_LAYOUT = [
-    ["adabelief", "adadelta", "adam", "adamax", "adamw", "dcasgd", "ftrl", "lamb",
-     "lans", "lbsgd", "nadam"],
+    [
+        "adabelief",
+        "adadelta",
+        "adam",
+        "adamax",
+        "adamw",
+        "dcasgd",
+        "ftrl",
+        "lamb",
+        "lans",
+        "lbsgd",
+        "nadam",
+    ],
     ["adagrad", "ccsgd", "lars", "nag", "rmsprop", "sgd", "signum"],
     ["ftml", "rmsprop_c"],
 ]
@@ -139,8 +151,8 @@ def test_state_of_another_optimizer_is_refused_for_every_pair(a):
         with pytest.raises(ValueError) as err:
             step(G, foreign, P)
         msg = str(err.value)
-        assert re.search(r"'fc_(weight|bias)'.*does not fit|state\.slots does not match", msg), (
-            f"{b} state into {a}: {msg}"
-        )
+        assert re.search(
+            r"'fc_(weight|bias)'.*does not fit|state\.slots does not match", msg
+        ), f"{b} state into {a}: {msg}"
         refused += 1
     assert refused >= 5

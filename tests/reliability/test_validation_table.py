@@ -37,7 +37,11 @@ SCHED_BASE: dict[str, dict[str, Any]] = {
     "poly": {"max_update": 20},
     "cosine": {"max_update": 20},
     "LRScheduler": {},
-    "with_warmup": {"schedule": lambda n: 0.1, "warmup_steps": 4, "warmup_final_lr": 0.1},
+    "with_warmup": {
+        "schedule": lambda n: 0.1,
+        "warmup_steps": 4,
+        "warmup_final_lr": 0.1,
+    },
 }
 INIT_BASE: dict[str, dict[str, Any]] = {
     "Constant": {"value": 1.0},
@@ -123,7 +127,9 @@ def parse_doc() -> list[Row]:
     rows = []
     for n, line in enumerate(DOC.read_text().splitlines(), 1):
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) != 6 or not re.match(r"(optimizer|lr_scheduler|initializer)\.", cells[0]):
+        if len(cells) != 6 or not re.match(
+            r"(optimizer|lr_scheduler|initializer)\.", cells[0]
+        ):
             continue
         comps = tuple(c.strip() for c in cells[0].split(","))
         rows.append(Row(comps, cells[1], cells[2], cells[3], cells[4], n))
@@ -134,7 +140,7 @@ ROWS = parse_doc()
 
 
 def expand(row: Row) -> list[str]:
-    """The concrete components a row applies to (``*`` = those without their own row)."""
+    """The concrete components of a row (``*``: those without their own row)."""
     out = []
     for comp in row.components:
         kind, name = comp.split(".", 1)
@@ -146,7 +152,9 @@ def expand(row: Row) -> list[str]:
             if kind == "optimizer"
             else [f"lr_scheduler.{n}" for n in [*SCHEDULERS, "LRScheduler"]]
         )
-        own = {c for r in ROWS if r.arg == row.arg and r is not row for c in r.components}
+        own = {
+            c for r in ROWS if r.arg == row.arg and r is not row for c in r.components
+        }
         out += [c for c in every if c not in own]
     return out
 
@@ -189,7 +197,9 @@ def parse_rule(text: str) -> Rule:
     if text == "callable":
         return Rule("callable", none_ok=none_ok)
     if text.startswith("one of "):
-        return Rule("choice", choices=tuple(re.findall(r'"([^"]*)"', text)), none_ok=none_ok)
+        return Rule(
+            "choice", choices=tuple(re.findall(r'"([^"]*)"', text)), none_ok=none_ok
+        )
     if text == "see extra":
         return Rule("extra")
     if text == "unconstrained":
@@ -214,7 +224,9 @@ def inside(x: float, r: Rule, lo: float, hi: float) -> bool:
 def violations(r: Rule, component: str) -> st.SearchStrategy:
     """Values that break rule ``r``, tagged ``"range"`` or ``"type"``."""
     wrong_type = st.one_of(
-        st.text(max_size=5), st.booleans(), st.lists(st.integers(), max_size=2),
+        st.text(max_size=5),
+        st.booleans(),
+        st.lists(st.integers(), max_size=2),
         st.just(object()),
     )
     if not r.none_ok:
@@ -230,27 +242,41 @@ def violations(r: Rule, component: str) -> st.SearchStrategy:
             if math.isfinite(hi):
                 ints = st.one_of(ints, st.integers(min_value=int(hi) + 1))
             return st.one_of(
-                ints.map(lambda v: ("range", v)), out.map(lambda v: ("type", v)),
+                ints.map(lambda v: ("range", v)),
+                out.map(lambda v: ("type", v)),
                 wrong_type.map(lambda v: ("type", v)),
             )
         # an int beyond float range (10**400) is tried too, except on optimizers:
         # see test_optimizer_refuses_an_int_beyond_float_range
-        huge = st.just(10**400) if not component.startswith("optimizer.") else st.nothing()
+        huge = (
+            st.just(10**400) if not component.startswith("optimizer.") else st.nothing()
+        )
         ranged = st.one_of(out, st.integers(-(10**20), 10**20), huge).filter(
             lambda v: not inside(v, r, lo, hi) or v == 10**400
         )
-        return st.one_of(ranged.map(lambda v: ("range", v)), wrong_type.map(lambda v: ("type", v)))
-    if r.kind == "bool":
         return st.one_of(
-            st.sampled_from([0, 1, 0.0, 1.0, "True", "", None]), st.integers(), st.text()
-        ).filter(lambda v: not (v is None and r.none_ok)).map(lambda v: ("type", v))
+            ranged.map(lambda v: ("range", v)), wrong_type.map(lambda v: ("type", v))
+        )
+    if r.kind == "bool":
+        return (
+            st.one_of(
+                st.sampled_from([0, 1, 0.0, 1.0, "True", "", None]),
+                st.integers(),
+                st.text(),
+            )
+            .filter(lambda v: not (v is None and r.none_ok))
+            .map(lambda v: ("type", v))
+        )
     if r.kind == "choice":
         strings = st.one_of(
-            st.text(max_size=8), st.sampled_from([c.upper() for c in r.choices] + [" linear"])
+            st.text(max_size=8),
+            st.sampled_from([c.upper() for c in r.choices] + [" linear"]),
         ).filter(lambda v: v not in r.choices)
         return st.one_of(
             strings.map(lambda v: ("range", v)),
-            st.one_of(st.integers(), st.none(), st.booleans()).map(lambda v: ("type", v)),
+            st.one_of(st.integers(), st.none(), st.booleans()).map(
+                lambda v: ("type", v)
+            ),
         )
     if r.kind == "callable":
         return wrong_type.filter(lambda v: not callable(v)).map(lambda v: ("type", v))
@@ -293,32 +319,57 @@ def canonical(r: Rule, component: str) -> list[tuple[str, Any]]:
         else:
             out += [("type", 1.5), ("type", 2.0)]
         if isinstance(lo, int) or math.isfinite(lo):
-            out.append(("range", lo - 1 if r.kind == "int" else (lo if r.lo_open else lo - max(1.0, abs(lo)))))
+            out.append(
+                (
+                    "range",
+                    lo - 1
+                    if r.kind == "int"
+                    else (lo if r.lo_open else lo - max(1.0, abs(lo))),
+                )
+            )
         if isinstance(hi, int) or math.isfinite(hi):
-            out.append(("range", hi + 1 if r.kind == "int" else (hi if r.hi_open else hi + max(1.0, abs(hi)))))
+            out.append(
+                (
+                    "range",
+                    hi + 1
+                    if r.kind == "int"
+                    else (hi if r.hi_open else hi + max(1.0, abs(hi))),
+                )
+            )
         return out
     if r.kind == "bool":
-        return [("type", 1), ("type", 0), ("type", "yes")] + ([] if r.none_ok else [("type", None)])
+        return [("type", 1), ("type", 0), ("type", "yes")] + (
+            [] if r.none_ok else [("type", None)]
+        )
     if r.kind == "choice":
         return [("range", "NOPE"), ("range", r.choices[0].upper()), ("type", None)]
     if r.kind == "callable":
-        return [("type", 0.1), ("type", "cosine")] + ([] if r.none_ok else [("type", None)])
+        return [("type", 0.1), ("type", "cosine")] + (
+            [] if r.none_ok else [("type", None)]
+        )
     return []
 
 
-def check_refused(component: str, row: Row, kwargs: dict[str, Any], value: Any, why: str):
+def check_refused(
+    component: str, row: Row, kwargs: dict[str, Any], value: Any, why: str
+):
     exc = expected(row.error, why)
     try:
         build(component, **kwargs)
     except (ValueError, TypeError) as e:
-        assert type(e) is exc or isinstance(e, exc), (
-            f"{component}({kwargs!r}) raised {type(e).__name__}, docs say {exc.__name__}: {e}"
+        assert isinstance(e, exc), (
+            f"{component}({kwargs!r}) raised {type(e).__name__}, "
+            f"docs say {exc.__name__}: {e}"
         )
         assert row.arg in str(e), f"{component}: message does not name {row.arg}: {e}"
-        if why in ("range", "type") and isinstance(value, (int, float, str)) and not (
-            isinstance(value, int) and abs(value) > 10**30
+        if (
+            why in ("range", "type")
+            and isinstance(value, (int, float, str))
+            and not (isinstance(value, int) and abs(value) > 10**30)
         ):
-            assert repr(value) in str(e), f"{component}: message does not show {value!r}: {e}"
+            assert repr(value) in str(e), (
+                f"{component}: message does not show {value!r}: {e}"
+            )
     else:
         raise AssertionError(f"{component}({kwargs!r}) was accepted; docs: {row.rule}")
 
@@ -343,12 +394,16 @@ def test_rule(row: Row):
     for comp in comps:
         build(comp)  # the base construction is valid
         if rule.kind not in ("extra",):
-            build(comp, **{row.arg: valid_value(rule, comp)})  # the rule is not stricter
+            build(
+                comp, **{row.arg: valid_value(rule, comp)}
+            )  # the rule is not stricter
             if rule.none_ok:
                 build(comp, **{row.arg: None})
         for kwargs, value in extra_values(row):
             cross = set(kwargs) != {row.arg}  # a cross-argument rule: a range error
-            check_refused(comp, row, kwargs, value, "range" if cross else why_of(rule, value))
+            check_refused(
+                comp, row, kwargs, value, "range" if cross else why_of(rule, value)
+            )
         for why, bad in canonical(rule, comp):
             check_refused(comp, row, {row.arg: bad}, bad, why)
     if rule.kind == "extra":
@@ -382,9 +437,13 @@ def test_every_public_argument_is_in_the_table(component):
     if component == "optimizer.ccsgd":  # an alias taking sgd's arguments as **kwargs
         args = public_args("optimizer.sgd")
     missing = [a for a in args if a not in covered]
-    assert not missing, f"{component}: arguments missing from docs/validation.md: {missing}"
+    assert not missing, (
+        f"{component}: arguments missing from docs/validation.md: {missing}"
+    )
     if not args:  # no arguments: the table says so
-        assert any(component in r.components and r.rule == "unconstrained" for r in ROWS)
+        assert any(
+            component in r.components and r.rule == "unconstrained" for r in ROWS
+        )
     stale = [a for a in covered if a not in args and a != "(none)"]
     assert not stale, f"{component}: docs/validation.md lists unknown arguments {stale}"
 
