@@ -62,6 +62,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._npz import read_npz
 from ._typing import Params, PyTree
 from .optimizer import Optimizer
 
@@ -206,42 +207,84 @@ def _read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.nd
     if not os.path.exists(path):
         raise FileNotFoundError(path)
     try:
-        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
-            if _META not in npz.files:
-                raise CheckpointError(f"{path}: not an mxjax checkpoint (no {_META})")
-            meta = json.loads(npz[_META].tobytes().decode())
-            if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-                raise CheckpointError(f"{path}: not an mxjax checkpoint")
-            if meta.get("version") != VERSION:
-                raise CheckpointError(
-                    f"{path}: checkpoint format version {meta.get('version')!r}; this "
-                    f"mxjax reads version {VERSION}"
-                )
-            arrays = {}
-            for kind in ("state", "params"):
-                for i, spec in enumerate(meta[kind] or []):
-                    arr = npz[f"{kind}_{i}"]
-                    if "key_impl" in spec:  # checked against the template on restore
-                        arrays[f"{kind}_{i}"] = arr
-                        continue
-                    if "stored_as" in spec:
-                        arr = arr.view(jnp.dtype(spec["dtype"]))
-                    if (
-                        list(arr.shape) != spec["shape"]
-                        or arr.dtype.name != spec["dtype"]
-                    ):
+        with open(path, "rb") as f:
+            # bounds-checked: no pickle, nothing larger than the file is allocated
+            npz = read_npz(f, CheckpointError, path)
+        if _META not in npz:
+            raise CheckpointError(f"{path}: not an mxjax checkpoint (no {_META})")
+        meta = json.loads(npz[_META].tobytes().decode())
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise CheckpointError(f"{path}: not an mxjax checkpoint")
+        if meta.get("version") != VERSION:
+            raise CheckpointError(
+                f"{path}: checkpoint format version {meta.get('version')!r}; this "
+                f"mxjax reads version {VERSION}"
+            )
+        _check_meta(path, meta)
+        arrays = {}
+        for kind in ("state", "params"):
+            for i, spec in enumerate(meta[kind] or []):
+                arr = npz[f"{kind}_{i}"]
+                if "key_impl" in spec:  # must re-wrap to the described keys
+                    keys = jax.random.wrap_key_data(arr, impl=spec["key_impl"])
+                    if list(keys.shape) != spec["shape"] or str(keys.dtype) != spec[
+                        "dtype"
+                    ]:
                         raise CheckpointError(
-                            f"{path}: array {kind}{spec['path']} does not match its "
+                            f"{path}: keys {kind}{spec['path']} do not match their "
                             "description"
                         )
                     arrays[f"{kind}_{i}"] = arr
+                    continue
+                if "stored_as" in spec:
+                    arr = arr.view(jnp.dtype(spec["dtype"]))
+                if list(arr.shape) != spec["shape"] or arr.dtype.name != spec["dtype"]:
+                    raise CheckpointError(
+                        f"{path}: array {kind}{spec['path']} does not match its "
+                        "description"
+                    )
+                arrays[f"{kind}_{i}"] = arr
     except CheckpointError:
         raise
-    except Exception as e:  # zip, npy and JSON readers each raise their own types
+    except Exception as e:  # zip, npy, JSON and jax readers each raise their own types
         raise CheckpointError(
             f"{path}: corrupted or truncated checkpoint ({type(e).__name__}: {e})"
         ) from e
     return meta, arrays
+
+
+def _check_meta(path: str, meta: dict[str, Any]) -> None:
+    """The description's schema, so that :func:`load` can trust it afterwards."""
+
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{path}: malformed checkpoint description ({what})")
+
+    opt = meta.get("optimizer")
+    if opt is not None and not (
+        isinstance(opt, dict)
+        and isinstance(opt.get("name"), str)
+        and isinstance(opt.get("hyperparams"), dict)
+    ):
+        raise bad("optimizer")
+    for kind in ("state", "params"):
+        specs = meta.get(kind, ())
+        if kind == "params" and specs is None:
+            continue
+        if not isinstance(specs, list):
+            raise bad(kind)
+        for spec in specs:
+            if not (
+                isinstance(spec, dict)
+                and isinstance(spec.get("path"), str)
+                and isinstance(spec.get("dtype"), str)
+                and isinstance(spec.get("shape"), list)
+                and all(
+                    isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                    for d in spec["shape"]
+                )
+                and isinstance(spec.get("key_impl", ""), str)
+            ):
+                raise bad(f"{kind} leaf {spec!r}")
 
 
 def _check_optimizer(meta: dict[str, Any], opt: Optimizer, check_hp: bool) -> None:

@@ -60,7 +60,9 @@ class Constant(Initializer):
         Must be numeric. ``dumps()`` writes an array value as a nested list, as MXNet.
 
     Raises:
-      ValueError: at call time, if ``value`` does not broadcast to the shape.
+      ValueError: at construction, if ``value`` is not numeric or holds a NaN or inf
+        (MXNet accepts those and fills every parameter with them); at call time, if
+        ``value`` does not broadcast to the shape.
     """
 
     def __init__(self, value: ArrayLike) -> None:
@@ -68,6 +70,11 @@ class Constant(Initializer):
         if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
             raise ValueError(
                 f"value must be a number or a numeric array, got {value!r}"
+            )
+        if arr.dtype != np.bool_ and not np.all(np.isfinite(arr)):
+            raise ValueError(
+                f"value must be finite (a NaN or inf would be copied into every "
+                f"parameter), got {value!r}"
             )
         super().__init__(value=value)
         self.value = arr

@@ -13,6 +13,7 @@ import numpy as np
 from jax.typing import DTypeLike
 
 from .. import nd
+from .._npz import read_npz
 from ._base import NamedInit, as_dtype, as_shape
 
 logger = logging.getLogger("mxjax.initializer")
@@ -20,8 +21,8 @@ logger = logging.getLogger("mxjax.initializer")
 
 def _read(path: str | os.PathLike[str]) -> Mapping[str, Any]:
     if os.fspath(path).endswith(".npz"):
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        with open(path, "rb") as f:
+            return read_npz(f, nd.MXNetFileError, os.fspath(path))
     data = nd.load(path)
     if not isinstance(data, dict):
         raise ValueError(
@@ -51,7 +52,10 @@ class Load:
       ValueError: ``param`` is a list file or not a mapping; at call time, a shape
         mismatch (naming the parameter) or a missing name without ``default_init``. (MXNet
         raises ``AssertionError`` for these.)
-      mxjax.nd.MXNetFileError: a ``.params`` file is corrupted.
+      mxjax.nd.MXNetFileError: a ``.params`` or ``.npz`` file is truncated, corrupted
+        or hostile (an object array, a header claiming more data than the file holds).
+        Nothing is unpickled and nothing larger than the file is allocated.
+      OSError: the file cannot be read (``FileNotFoundError``, ...).
     """
 
     def __init__(
@@ -64,7 +68,7 @@ class Load:
             param = _read(param)
         if not isinstance(param, Mapping):
             raise ValueError(
-                f"param must be a mapping or a file path, got {type(param).__name__}"
+                f"param must be a mapping or a file path, got {param!r}"
             )
         self.param: dict[str, np.ndarray] = {}
         for name, arr in param.items():
@@ -74,8 +78,10 @@ class Load:
             raise ValueError(
                 f"default_init must be an initializer or None, got {default_init!r}"
             )
+        if not isinstance(verbose, bool):
+            raise ValueError(f"verbose must be a bool, got {verbose!r}")
         self.default_init = default_init
-        self.verbose = bool(verbose)
+        self.verbose = verbose
 
     def init_named(
         self,

@@ -27,29 +27,39 @@ class Mixed:
       initializers: one initializer (or ``Load`` / ``Mixed``) per pattern.
 
     Raises:
-      ValueError: the lengths differ, a pattern does not compile, or (at call time) a name
-        matches no pattern.
+      ValueError: ``patterns`` or ``initializers`` is not a list (a str is refused:
+        it would be read as one pattern per character), the lengths differ, a pattern
+        does not compile, or (at call time) a name matches no pattern.
     """
 
     def __init__(
         self, patterns: Sequence[str], initializers: Sequence[NamedInit]
     ) -> None:
+        for what, seq in (("patterns", patterns), ("initializers", initializers)):
+            if isinstance(seq, (str, bytes)) or not isinstance(seq, Sequence):
+                raise ValueError(f"{what} must be a list, got {seq!r}")
+        for p in patterns:
+            if not isinstance(p, str):
+                raise ValueError(
+                    f"patterns must be regular expressions (str), got {p!r}"
+                )
         if len(patterns) != len(initializers):
             raise ValueError(
                 f"patterns and initializers must have the same length, got "
                 f"{len(patterns)} and {len(initializers)}"
             )
         self.map: list[tuple[re.Pattern[str], NamedInit]] = []
-        for p, init in zip(patterns, initializers, strict=False):
+        for i, (p, init) in enumerate(zip(patterns, initializers, strict=False)):
             try:
                 prog = re.compile(p)
             except re.error as e:
                 raise ValueError(
-                    f"pattern {p!r} is not a valid regular expression: {e}"
+                    f"patterns[{i}]={p!r} is not a valid regular expression: {e}"
                 ) from None
             if not isinstance(init, NamedInit):
                 raise ValueError(
-                    f"initializer for pattern {p!r} is not an initializer: {init!r}"
+                    f"initializers[{i}] (for pattern {p!r}) is not an initializer: "
+                    f"{init!r}"
                 )
             self.map.append((prog, init))
 

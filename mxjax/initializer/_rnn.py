@@ -162,7 +162,9 @@ class FusedRNN(Initializer):
         self.num_hidden = check_int("num_hidden", num_hidden, ge=1)
         self.num_layers = check_int("num_layers", num_layers, ge=1)
         self.mode = check_choice("mode", mode, tuple(GATES))
-        self.bidirectional = bool(bidirectional)
+        if not isinstance(bidirectional, bool):
+            raise ValueError(f"bidirectional must be a bool, got {bidirectional!r}")
+        self.bidirectional = bidirectional
         self.forget_bias = check_real("forget_bias", forget_bias)
 
     def _init_weight(

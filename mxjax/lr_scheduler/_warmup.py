@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal, get_args
 
 import jax
@@ -11,6 +12,7 @@ from jax.typing import ArrayLike
 from .._typing import Schedule
 
 WarmupMode = Literal["linear", "constant"]
+INT32_MAX = 2**31 - 1
 
 
 def as_num_update(num_update: ArrayLike) -> jax.Array:
@@ -31,8 +33,11 @@ def check_number(
     integer: bool = False,
 ) -> None:
     """Raise ``ValueError`` naming ``name``, ``value`` and the allowed range unless
-    ``value`` is a real number (an ``int`` if ``integer``) in ``[lo, hi]`` (or
-    ``(lo, hi]`` if ``lo_open``)."""
+    ``value`` is a finite real number (an ``int`` if ``integer``) in ``[lo, hi]`` (or
+    ``(lo, hi]`` if ``lo_open``). An ``integer`` is at most ``2**31 - 1`` (update
+    counts are int32)."""
+    if integer and hi is None:
+        hi = INT32_MAX
     interval = (
         ("(" if lo_open else "[")
         + ("-inf" if lo is None else repr(lo))
@@ -44,8 +49,11 @@ def check_number(
     types = (int,) if integer else (int, float)
     ok = isinstance(value, types) and not isinstance(value, bool)
     if ok:
-        v = float(value)  # type: ignore[arg-type]
-        ok = v == v  # not NaN
+        try:
+            v = float(value)  # type: ignore[arg-type]
+        except OverflowError:  # an int beyond float range
+            v = math.inf
+        ok = math.isfinite(v)  # not NaN, not +-inf
         if ok and lo is not None:
             ok = v > lo if lo_open else v >= lo
         if ok and hi is not None:
@@ -55,11 +63,16 @@ def check_number(
 
 
 def check_warmup(
-    base_lr: object, warmup_steps: object, warmup_begin_lr: object, warmup_mode: object
+    base_lr: object,
+    warmup_steps: object,
+    warmup_begin_lr: object,
+    warmup_mode: object,
+    *,
+    base_lr_name: str = "base_lr",
 ) -> None:
     """MXNet's ``LRScheduler.__init__`` checks as ValueErrors, plus ``base_lr >= 0``
-    and ``warmup_begin_lr >= 0``."""
-    check_number("base_lr", base_lr, lo=0.0)
+    and ``warmup_begin_lr >= 0`` (``base_lr_name``: the argument's name in messages)."""
+    check_number(base_lr_name, base_lr, lo=0.0)
     check_number("warmup_steps", warmup_steps, lo=0, integer=True)
     top = float(base_lr)  # type: ignore[arg-type]
     check_number("warmup_begin_lr", warmup_begin_lr, lo=0.0, hi=top)
@@ -133,7 +146,15 @@ def with_warmup(
       >>> [round(float(s(n)), 6) for n in (0, 1, 3, 4, 10)]
       [0.0, 0.025, 0.075, 0.1, 0.05]
     """
-    check_warmup(warmup_final_lr, warmup_steps, warmup_begin_lr, warmup_mode)
+    if not callable(schedule):
+        raise TypeError(f"schedule must be callable, got {schedule!r}")
+    check_warmup(
+        warmup_final_lr,
+        warmup_steps,
+        warmup_begin_lr,
+        warmup_mode,
+        base_lr_name="warmup_final_lr",
+    )
 
     def warmed(num_update: ArrayLike) -> jax.Array:
         n = as_num_update(num_update)

@@ -51,6 +51,8 @@ def adam(
     """
     check_betas(beta1=beta1, beta2=beta2)
     check_range("epsilon", epsilon, lo=0.0, lo_open=True)
+    if not isinstance(lazy_update, bool):
+        raise TypeError(f"lazy_update must be a bool, got {lazy_update!r}")
 
     def kernel(w: jax.Array, g: jax.Array, s: Slots, h: Hyper) -> tuple[jax.Array, Slots]:
         mean, var = s

@@ -57,6 +57,7 @@ def groupadagrad(
     """
     check_range("eps", eps, lo=0.0, lo_open=True)
     wd = common.get("wd", 0.0)
+    check_range("wd", wd, lo=0.0)
     if wd != 0:
         raise ValueError(
             f"wd must be 0 for groupadagrad (MXNet: 'Weight decay is not supported for "

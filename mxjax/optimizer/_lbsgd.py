@@ -22,9 +22,18 @@ from ._sgd import _check_momentum, sgd_kernel
 WarmupStrategy = Literal["linear", "power2", "sqrt", "lars"]
 
 
+_INT32_MAX = 2**31 - 1  # update counts are int32
+
+
 def _check_int(name: str, value: Any, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        raise ValueError(f"{name} must be an int in [{lo}, inf), got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not lo <= value <= _INT32_MAX
+    ):
+        raise ValueError(
+            f"{name} must be an int in [{lo}, {_INT32_MAX}], got {value!r}"
+        )
     return value
 
 
@@ -90,7 +99,10 @@ def lbsgd(
       **common: the base arguments.
 
     Raises:
-      ValueError: a hyperparameter out of range (named in the message).
+      ValueError: a hyperparameter out of range (named in the message); the int
+        arguments (and the products ``begin_epoch * updates_per_epoch``,
+        ``warmup_epochs * updates_per_epoch``) must fit the int32 update count, and
+        an int argument given as another type is a ValueError too.
     """
     momentum = _check_momentum(momentum)
     if warmup_strategy not in get_args(WarmupStrategy):
@@ -103,6 +115,14 @@ def lbsgd(
     _check_int("updates_per_epoch", updates_per_epoch, 1)
     _check_int("begin_epoch", begin_epoch, 0)
     _check_int("num_epochs", num_epochs, 0)
+    for what, n in (
+        ("begin_epoch * updates_per_epoch", begin_epoch * updates_per_epoch),
+        ("warmup_epochs * updates_per_epoch", warmup_epochs * updates_per_epoch),
+    ):
+        if n > _INT32_MAX:
+            raise ValueError(
+                f"{what} must be <= {_INT32_MAX} (int32 update counts), got {n}"
+            )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # from_rule announces it once
         rate, _ = resolve_learning_rate(learning_rate, common.get("lr_scheduler"))

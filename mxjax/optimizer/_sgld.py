@@ -41,6 +41,7 @@ def sgld(learning_rate: float | None = None, seed: int = 0, **common: Any) -> Op
 
     Raises:
       TypeError: ``seed`` is not an int.
+      ValueError: ``seed`` is outside the int64 range ``jax.random.key`` accepts.
 
     References:
       Welling & Teh, `Bayesian Learning via Stochastic Gradient Langevin Dynamics
@@ -52,6 +53,8 @@ def sgld(learning_rate: float | None = None, seed: int = 0, **common: Any) -> Op
         seed = operator.index(seed)
     except TypeError:
         raise TypeError(f"seed must be an int, got {seed!r}") from None
+    if not -(2**63) <= seed < 2**63:
+        raise ValueError(f"seed must be an int in [-2**63, 2**63 - 1], got {seed!r}")
 
     def init_extra() -> jax.Array:
         return jax.random.key_data(jax.random.key(seed))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import mxjax as mx
+from tests.optimizer.conftest import wd_for
 
 NAMES = mx.optimizer.names()
 
@@ -16,7 +17,7 @@ def grads_for(step: int):
     rs = np.random.RandomState(step)
     return {
         "fc_weight": jnp.asarray(rs.normal(size=(4, 3)), jnp.float32),
-        "fc_bias": jnp.asarray(rs.normal(size=(3,)), jnp.float32),
+        "fc_bias": jnp.asarray(rs.normal(size=(3, 1)), jnp.float32),
     }
 
 
@@ -30,9 +31,12 @@ def poison(g, step):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_nan_steps_are_exactly_as_if_removed(name):
-    opt = mx.optimizer.create(name, skip_nonfinite=True, wd=0.01)
-    p0 = {"fc_weight": jnp.ones((4, 3)), "fc_bias": jnp.full(3, 0.5)}
-    bad_steps = set(np.random.RandomState(len(name)).choice(12, 4, replace=False).tolist())
+    opt = mx.optimizer.create(name, skip_nonfinite=True, wd=wd_for(name, 0.01))
+    # 2-D leaves: GroupAdaGrad accepts only 2-D weights
+    p0 = {"fc_weight": jnp.ones((4, 3)), "fc_bias": jnp.full((3, 1), 0.5)}
+    bad_steps = set(
+        np.random.RandomState(len(name)).choice(12, 4, replace=False).tolist()
+    )
     step = jax.jit(opt.update)
 
     p, s = p0, opt.init(p0)
@@ -45,7 +49,11 @@ def test_nan_steps_are_exactly_as_if_removed(name):
     for k in range(12):
         if k not in bad_steps:
             q, r = step(grads_for(k), r, q)
-    for a, b in zip(jax.tree.leaves((p, s._replace(skipped=r.skipped))), jax.tree.leaves((q, r))):
+    for a, b in zip(
+        jax.tree.leaves((p, s._replace(skipped=r.skipped))),
+        jax.tree.leaves((q, r)),
+        strict=True,
+    ):
         np.testing.assert_array_equal(a, b)
     assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(p))
 
