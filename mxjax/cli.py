@@ -313,16 +313,21 @@ def init_model(init: Any, spec: str, hidden: int, seed: int) -> Any:
 # ------------------------------------------------------------------------------ running
 
 
-def short_repr(obj: Any) -> str:
-    """``Class(arg=value, ...)`` with only the arguments that differ from the
-    constructor's defaults (``FactorScheduler(step=100, factor=0.9, base_lr=0.1)``)."""
+def short_repr(obj: Any, always: Sequence[str] = ("base_lr",)) -> str:
+    """``Class(arg=value, ...)`` with the arguments that differ from the constructor's
+    defaults and those in ``always`` (``FactorScheduler(step=100, factor=0.9,
+    base_lr=0.1)``)."""
     params = _named_params(_signature(type(obj)))
     shown = []
     for n, p in params.items():
         if not hasattr(obj, n):
             continue
         v = getattr(obj, n)
-        if p.default is inspect.Parameter.empty or not _same(v, p.default):
+        if (
+            n in always
+            or p.default is inspect.Parameter.empty
+            or not _same(v, p.default)
+        ):
             shown.append(f"{n}={v!r}")
     return f"{type(obj).__name__}({', '.join(shown)})"
 
@@ -456,6 +461,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             printed.append(e)
 
     _, _, history = run_one(opt, params, data, args, on_epoch)
+    _warn_nonfinite(history, name)
     final = history.epochs[-1]
     if not printed or printed[-1] != final["epoch"]:  # a run cut by --max-steps
         print(_tr._fit.format_row(_row(final), COLUMNS))
@@ -476,6 +482,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_nonfinite(history: _tr.History, name: str) -> None:
+    bad = np.flatnonzero(~np.isfinite(history.loss))
+    if bad.size:
+        print(
+            f"mxjax: warning: the loss is not finite from update {bad[0] + 1} on "
+            f"({name}'s update produced NaN/inf weights; try a smaller learning_rate "
+            "or clip_gradient)",
+            file=sys.stderr,
+        )
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     data, total, init, params = _prepare(args)
     specs = [s for text in args.optimizers for s in split_specs(text)]
@@ -494,6 +511,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     results = []
     for spec, opt in runs:
         _, _, h = run_one(opt, params, data, args)
+        _warn_nonfinite(h, spec)
         results.append((spec, h))
         e = h.epochs[-1]
         cells = [

@@ -97,10 +97,13 @@ def mlp_shapes(
 
 def mlp_apply(params: Params, x: jax.Array) -> jax.Array:
     """Logits of the model built by :func:`mlp_shapes` (weights in ``(out, in)``)."""
+
+    def dense(layer: dict[str, jax.Array], h: jax.Array) -> jax.Array:
+        return h @ layer["weight"].T + layer["bias"][None, :]
+
     if "fc" in params:
-        return x @ params["fc"]["weight"].T + params["fc"]["bias"]
-    h = jax.nn.relu(x @ params["fc1"]["weight"].T + params["fc1"]["bias"])
-    return h @ params["fc2"]["weight"].T + params["fc2"]["bias"]
+        return dense(params["fc"], x)
+    return dense(params["fc2"], jax.nn.relu(dense(params["fc1"], x)))
 
 
 def softmax_loss(params: Params, batch: tuple[jax.Array, jax.Array]):
