@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import random
 import sys
@@ -51,6 +52,8 @@ PARAMS = {
         ("l3_beta", (2, 3)),
         ("weight", (6,)),
     ],
+    # 2-D only, for GroupAdaGrad (MXNet asserts 2-D weights)
+    "p2d": [("l0_weight", (3, 4)), ("l1_bias", (10, 5)), ("l2_gamma", (7, 1))],
 }
 
 SCHEDULERS = {
@@ -135,6 +138,56 @@ GRIDS_191 = {
                               "epsilon": 1e-5}, {"learning_rate": 0.01}]),
 }
 
+GRIDS_191.update({
+    "signum": (F16_BOTH, [{}, {"momentum": 0.0}, {"wd_lh": 0.02},
+                          {"momentum": 0.5, "wd_lh": 0.1, "learning_rate": 0.05},
+                          {"momentum": 0.0, "learning_rate": 0.05, "wd": 0.1}]),
+    "ftml": (F16_BOTH, [{}, {"beta1": 0.9, "beta2": 0.99, "epsilon": 1e-4},
+                        {"learning_rate": 0.05}, {"beta1": 0.0, "beta2": 0.5}]),
+    "ftrl": (F16_MP, [{}, {"lamda1": 0.0, "beta": 0.5}, {"lamda1": 0.5, "learning_rate": 0.5},
+                      {"lamda1": 0.1, "beta": 2.0, "learning_rate": 0.05}]),
+    "dcasgd": (F16_BOTH, [{}, {"lamda": 0.5, "learning_rate": 0.1}, {"lamda": 0.0},
+                          {"lamda": 2.0, "learning_rate": 0.05}]),
+    # SGLD's noise is removed from the recorded trajectory (sgld_remove_noise) [Q13]
+    "sgld": (F16_BOTH, [{}, {"learning_rate": 0.001}, {"learning_rate": 0.1}]),
+    "groupadagrad": (F16_MP, [{"_params": "p2d"},
+                              {"_params": "p2d", "eps": 1e-2, "learning_rate": 0.1},
+                              {"_params": "p2d", "learning_rate": 0.5},
+                              {"_params": "p2d", "clip_gradient": 0.3, "rescale_grad": 0.5},
+                              {"_params": "p2d", "_lr_mult": {"l1_bias": 2.0, "l2_gamma": 0.0},
+                               "_sched": "multifactor"}]),
+})
+
+
+def sgld_remove_noise(opt, updater, weights, rng_seed, grads, before):
+    """Subtract from each weight the noise SGLD just drew [Q13].
+
+    MXNet's SGLD adds ``normal(0, sqrt(lr))`` from the global RNG, one draw per index in
+    order. The caller seeded that RNG with ``rng_seed`` before the update; re-seeding
+    and drawing the same shapes again reproduces the noise, which is removed (from the
+    float32 master copy under multi_precision), leaving the deterministic trajectory.
+    For float32 weights the result is checked against the deterministic formula.
+    """
+    mx.random.seed(rng_seed)
+    for i, w in enumerate(weights):
+        state = updater.states[i]
+        target = state[0] if isinstance(state, tuple) else w  # (w32, None) under mp
+        lr = opt._get_lr(i)
+        noise = mx.nd.random.normal(0, math.sqrt(lr), shape=target.shape,
+                                    dtype=target.dtype, ctx=target.context)
+        target[:] = target - noise
+        if target is not w:
+            w[:] = target.astype(w.dtype)
+        if w.dtype == np.float32:
+            g = grads[i].astype(np.float64) * opt.rescale_grad
+            if opt.clip_gradient is not None:
+                g = np.clip(g, -opt.clip_gradient, opt.clip_gradient)
+            wp = before[i].astype(np.float64)
+            want = wp - lr / 2 * (g + opt._get_wd(i) * wp)
+            err = np.max(np.abs(w.asnumpy() - want))
+            assert err < 1e-4, f"SGLD noise not reproduced (max error {err})"
+
+
 GRIDS_2 = {}  # 2.0-only optimizers (AdamW, AdaBelief, LANS) are added here
 
 
@@ -186,6 +239,8 @@ def run_case(name, spec, seed):
     sched = spec.get("_sched")
     if sched:
         mx_kw["lr_scheduler"] = make_scheduler(sched)
+    if name == "groupadagrad":
+        import mxnet.optimizer.contrib  # noqa: F401 - registers GroupAdaGrad
     opt = mx.optimizer.create(name, **mx_kw)
     lr_mult = dict(spec.get("_lr_mult", {}))
     if "_lr_mult_idx" in spec:
@@ -204,8 +259,13 @@ def run_case(name, spec, seed):
     weights = [mx.nd.array(w, dtype=dtype) for w in w0]
     arrays = {}
     for step, grads in enumerate(grad_steps, start=1):
+        if name == "sgld":
+            before = [w.asnumpy() for w in weights]
+            mx.random.seed(seed * 100 + step)
         updater(list(range(len(params))), [mx.nd.array(g, dtype=dtype) for g in grads],
                 weights)
+        if name == "sgld":
+            sgld_remove_noise(opt, updater, weights, seed * 100 + step, grads, before)
         for i, w in enumerate(weights):
             arrays[f"w{step}/{i}"] = w.asnumpy()
     record = {
@@ -220,6 +280,8 @@ def run_case(name, spec, seed):
         "seed": seed,
         "mxnet": mx.__version__,
     }
+    if name == "sgld":
+        record["noise"] = "removed"  # see sgld_remove_noise
     return record, arrays
 
 

@@ -23,6 +23,12 @@ from ._nadam import nadam as nadam
 from ._nag import nag as nag
 from ._rmsprop import rmsprop as rmsprop
 from ._sgd import sgd as sgd
+from ._dcasgd import dcasgd as dcasgd
+from ._ftml import ftml as ftml
+from ._ftrl import ftrl as ftrl
+from ._groupadagrad import groupadagrad as groupadagrad
+from ._sgld import sgld as sgld
+from ._signum import signum as signum
 
 
 def ccsgd(**kwargs):
@@ -42,6 +48,12 @@ registry: Registry = Registry(
         "adadelta": adadelta,
         "adamax": adamax,
         "nadam": nadam,
+        "signum": signum,
+        "ftml": ftml,
+        "ftrl": ftrl,
+        "dcasgd": dcasgd,
+        "sgld": sgld,
+        "groupadagrad": groupadagrad,
     },
 )
 create = registry.create

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import mxjax as mx
 from tests.optimizer.conftest import NOT_FROZEN_BY_LR_MULT_0, NOT_RESCALE_INVARIANT
+from tests.optimizer.conftest import shaped, wd_for
 
 NAMES = mx.optimizer.names()
 
@@ -51,8 +52,8 @@ def assert_trees_close(a, b, **tol):
     seed=st.integers(0, 5),
 )
 def test_rescale_grad_c_on_g_over_c_equals_default(name, c, wd, clip, seed):
-    p, g = params_and_grads(seed)
-    base = dict(wd=wd, clip_gradient=clip)
+    p, g = shaped(name, params_and_grads(seed))
+    base = dict(wd=wd_for(name, wd), clip_gradient=clip)
     want, _ = run(mx.optimizer.create(name, **base), p, g)
     got, _ = run(
         mx.optimizer.create(name, rescale_grad=c, **base),
@@ -65,8 +66,8 @@ def test_rescale_grad_c_on_g_over_c_equals_default(name, c, wd, clip, seed):
 @settings(max_examples=20, deadline=None)
 @given(name=st.sampled_from(NAMES), wd=st.sampled_from([0.0, 0.1]), seed=st.integers(0, 5))
 def test_lr_mult_zero_freezes_the_leaf(name, wd, seed):
-    p, g = params_and_grads(seed)
-    opt = mx.optimizer.create(name, wd=wd, lr_mult={"fc_bias": 0.0})
+    p, g = shaped(name, params_and_grads(seed))
+    opt = mx.optimizer.create(name, wd=wd_for(name, wd), lr_mult={"fc_bias": 0.0})
     new, _ = run(opt, p, g)
     if name in NOT_FROZEN_BY_LR_MULT_0:
         assert not np.array_equal(new["fc_bias"], p["fc_bias"])
@@ -78,9 +79,10 @@ def test_lr_mult_zero_freezes_the_leaf(name, wd, seed):
 @settings(max_examples=20, deadline=None)
 @given(name=st.sampled_from(NAMES), seed=st.integers(0, 5))
 def test_multi_precision_on_float32_changes_nothing(name, seed):
-    p, g = params_and_grads(seed)
-    a, sa = run(mx.optimizer.create(name, wd=0.01), p, g)
-    b, sb = run(mx.optimizer.create(name, wd=0.01, multi_precision=True), p, g)
+    p, g = shaped(name, params_and_grads(seed))
+    wd = wd_for(name, 0.01)
+    a, sa = run(mx.optimizer.create(name, wd=wd), p, g)
+    b, sb = run(mx.optimizer.create(name, wd=wd, multi_precision=True), p, g)
     for x, y in zip(jax.tree.leaves((a, sa)), jax.tree.leaves((b, sb))):
         np.testing.assert_array_equal(x, y)
 
@@ -92,10 +94,10 @@ def test_multi_precision_on_float32_changes_nothing(name, seed):
     seed=st.integers(0, 5),
 )
 def test_low_precision_with_mp_follows_the_float32_trajectory_cast(name, low, seed):
-    p, g = params_and_grads(seed, low)  # values representable in the low dtype
+    p, g = shaped(name, params_and_grads(seed, low))  # representable in the low dtype
     up = lambda t: jax.tree.map(lambda x: x.astype(jnp.float32), t)  # noqa: E731
-    ref = mx.optimizer.create(name, wd=0.01)
-    opt = mx.optimizer.create(name, wd=0.01, multi_precision=True)
+    ref = mx.optimizer.create(name, wd=wd_for(name, 0.01))
+    opt = mx.optimizer.create(name, wd=wd_for(name, 0.01), multi_precision=True)
     p32, s32 = up(p), ref.init(up(p))
     s = opt.init(p)
     for _ in range(4):
@@ -192,21 +194,21 @@ def test_float16_without_multi_precision_warns_as_mxnet():
 @pytest.mark.parametrize("name", NAMES)
 def test_mismatched_trees_are_refused_at_trace_time_naming_the_leaf(name):
     opt = mx.optimizer.create(name)
-    p, g = params_and_grads()
+    p, g = shaped(name, params_and_grads())
     state = opt.init(p)
     step = jax.jit(opt.update)
     with pytest.raises(ValueError, match="tree structure"):
         step({"fc_weight": g["fc_weight"]}, state, p)
     with pytest.raises(ValueError, match="'fc_bias'.*shape"):
-        step({**g, "fc_bias": jnp.ones(5)}, state, p)
+        step({**g, "fc_bias": shaped(name, jnp.ones(5))}, state, p)
     with pytest.raises(TypeError, match="'bn_gamma'.*dtype"):
         step({**g, "bn_gamma": g["bn_gamma"].astype(jnp.float16)}, state, p)
     if jax.tree.leaves(state.slots):  # a stateless optimizer has nothing to mismatch
-        other = {**p, "fc_bias": jnp.ones(9)}
+        other = {**p, "fc_bias": shaped(name, jnp.ones(9))}
         with pytest.raises(ValueError, match="'fc_bias'"):
-            step({**g, "fc_bias": jnp.ones(9)}, state, other)
+            step({**g, "fc_bias": other["fc_bias"]}, state, other)
     with pytest.raises(ValueError, match="tree"):
-        step(g, opt.init({"x": jnp.ones(3)}), p)
+        step(g, opt.init(shaped(name, {"x": jnp.ones(3)})), p)
 
 
 def test_state_from_another_optimizer_is_refused():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import mxjax as mx
-from tests.optimizer.conftest import CONVERGE
+from tests.optimizer.conftest import CONVERGE, shaped
 
 NAMES = mx.optimizer.names()
 
@@ -47,7 +47,7 @@ def test_second_jitted_step_does_not_retrace(name):
         return opt.update(g, s, p)
 
     step = jax.jit(update, donate_argnums=(1, 2))
-    params = make_params()
+    params = shaped(name, make_params())
     state = opt.init(params)
     for seed in range(3):
         params, state = step(make_grads(params, seed), state, params)
@@ -59,7 +59,7 @@ def test_second_jitted_step_does_not_retrace(name):
 @pytest.mark.parametrize("mp", [False, True])
 def test_update_keeps_dtypes_and_state_structure(name, dtype, mp):
     opt = mx.optimizer.create(name, multi_precision=mp)
-    params = make_params(dtype)
+    params = shaped(name, make_params(dtype))
     state = quiet_init(opt, params)
     new_params, new_state = jax.jit(opt.update)(make_grads(params), state, params)
     assert jax.tree.map(lambda x: x.dtype, new_params) == jax.tree.map(
@@ -74,7 +74,7 @@ def test_update_keeps_dtypes_and_state_structure(name, dtype, mp):
 @pytest.mark.parametrize("name", NAMES)
 def test_vmap_over_parameter_sets_equals_loop(name):
     opt = mx.optimizer.create(name)
-    batch = [make_params() for _ in range(3)]
+    batch = [shaped(name, make_params()) for _ in range(3)]
     batch = [jax.tree.map(lambda x, i=i: x + i, p) for i, p in enumerate(batch)]
     grads = [make_grads(p, seed=i) for i, p in enumerate(batch)]
     stack = lambda ts: jax.tree.map(lambda *x: jnp.stack(x), *ts)  # noqa: E731
@@ -90,7 +90,7 @@ def test_vmap_over_parameter_sets_equals_loop(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_grad_flows_through_update(name):
     opt = mx.optimizer.create(name)
-    params = make_params()
+    params = shaped(name, make_params())
     grads = make_grads(params)
     state = opt.init(params)
 
@@ -119,7 +119,9 @@ def test_grad_through_sgd_is_exact():
 def test_converges_on_a_quadratic(name):
     assert name in CONVERGE, f"add convergence settings for {name!r} to conftest.py"
     opt = mx.optimizer.create(name, **CONVERGE[name])
-    target = {"a": jnp.array([1.0, -2.0, 3.0]), "b": jnp.array([[0.5, -0.5]])}
+    target = shaped(
+        name, {"a": jnp.array([1.0, -2.0, 3.0]), "b": jnp.array([[0.5, -0.5]])}
+    )
     params = jax.tree.map(jnp.zeros_like, target)
     loss = lambda p: sum(  # noqa: E731
         0.5 * jnp.sum((x - t) ** 2) for x, t in zip(jax.tree.leaves(p), jax.tree.leaves(target))
