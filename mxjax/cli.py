@@ -292,6 +292,19 @@ def build_optimizer(
     return _call("optimizer", name, factory, kw), name, sched
 
 
+def check_optimizer_fits(opt: _opt.Optimizer, name: str, params: Any) -> None:
+    """``opt.init(params)``, with a refusal (GroupAdaGrad's 2-D-only rule) reported
+    as a usage error."""
+    try:
+        jax.eval_shape(opt.init, params)
+    except (ValueError, TypeError) as e:
+        biases = any(n.endswith("bias") for n in _opt.leaf_names(params))
+        hint = " (--no-bias leaves only the 2-D weights)" if biases else ""
+        raise UsageError(
+            f"optimizer {name!r} cannot train this model: {e}{hint}"
+        ) from None
+
+
 def build_initializer(spec: str) -> _init.Initializer:
     name, kw = parse_spec(spec)
     factory = _lookup(_init._create.registry, "initializer", name)
@@ -299,10 +312,10 @@ def build_initializer(spec: str) -> _init.Initializer:
     return _call("initializer", name, factory, kw)
 
 
-def init_model(init: Any, spec: str, hidden: int, seed: int) -> Any:
+def init_model(init: Any, spec: str, hidden: int, seed: int, bias: bool = True) -> Any:
     try:
         return _init.init_params(
-            init, jax.random.key(seed), _tr.mlp_shapes(hidden=hidden)
+            init, jax.random.key(seed), _tr.mlp_shapes(hidden=hidden, bias=bias)
         )
     except (ValueError, TypeError, NotImplementedError) as e:
         raise UsageError(
@@ -416,12 +429,14 @@ def _prepare(args: argparse.Namespace) -> tuple[_tr.Split, int, Any, Any]:
     if args.max_steps is not None:
         total = min(total, args.max_steps)
     init = build_initializer(args.init)
-    params = init_model(init, args.init, args.hidden, args.seed)
+    params = init_model(init, args.init, args.hidden, args.seed, not args.no_bias)
     return data, total, init, params
 
 
 def _describe_task(data: _tr.Split, args: argparse.Namespace) -> str:
     model = "fc(10)" if args.hidden == 0 else f"fc1({args.hidden}) -> relu -> fc2(10)"
+    if args.no_bias:
+        model += " without biases"
     spe = _tr.steps_per_epoch(len(data.y_train), args.batch_size)
     return (
         f"digits: {len(data.y_train)} train / {len(data.y_val)} validation images "
@@ -445,6 +460,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         total_steps=total,
     )
+    check_optimizer_fits(opt, name, params)
     print(_describe_task(data, args))
     print(f"optimizer:    {_opt_text(name, opt)}")
     print(f"lr schedule:  {_lr_text(sched, opt)}")
@@ -501,6 +517,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         opt, name, sched = build_optimizer(
             spec, None, args.lr_scheduler, batch_size=args.batch_size, total_steps=total
         )
+        check_optimizer_fits(opt, name, params)
         runs.append((spec, opt))
     print(_describe_task(data, args))
     print(f"lr schedule:  {args.lr_scheduler}; initializer: {init!r}")
@@ -724,6 +741,11 @@ def _common_options(p: argparse.ArgumentParser, out: str) -> None:
     p.add_argument("--batch-size", type=int, default=128, help="batch size (128)")
     p.add_argument(
         "--hidden", type=int, default=0, help="units of a ReLU hidden layer (0: none)"
+    )
+    p.add_argument(
+        "--no-bias",
+        action="store_true",
+        help="fully connected layers without biases (MXNet's no_bias=True)",
     )
     p.add_argument("--seed", type=int, default=0, help="initialization, split, shuffle")
     p.add_argument(

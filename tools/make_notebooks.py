@@ -211,13 +211,13 @@ traced `lr` lets `jax.vmap` run all eight rates in one compiled scan per optimiz
     (
         "code",
         """\
-def rosenbrock(p):
-    x, y = p["xy"][0], p["xy"][1]
+def rosenbrock(p):  # the point is a (1, 2) weight: GroupAdaGrad takes only 2-D ones
+    x, y = p["xy"][0, 0], p["xy"][0, 1]
     return (1 - x) ** 2 + 100 * (y - x**2) ** 2
 
 
 LRS = jnp.array([1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1])
-START = jnp.array([-1.5, 2.0])
+START = jnp.array([[-1.5, 2.0]])
 
 
 def paths(name, steps=500):
@@ -228,10 +228,10 @@ def paths(name, steps=500):
         def body(carry, _):
             p, s = carry
             p, s = opt.update(jax.grad(rosenbrock)(p), s, p)
-            return (p, s), p["xy"]
+            return (p, s), p["xy"][0]
 
         _, xy = jax.lax.scan(body, (p, opt.init(p)), None, length=steps)
-        return jnp.concatenate([START[None], xy])
+        return jnp.concatenate([START, xy])
 
     return np.asarray(jax.jit(jax.vmap(run))(LRS))
 
@@ -239,7 +239,7 @@ def paths(name, steps=500):
 best = {}
 for name in names:
     xy = paths(name)
-    final = np.array([rosenbrock({"xy": q[-1]}) for q in xy])
+    final = np.array([rosenbrock({"xy": q[-1:]}) for q in xy])
     final[~np.isfinite(final)] = np.inf
     i = int(np.argmin(final))
     best[name] = (float(LRS[i]), final[i], xy[i])
@@ -275,20 +275,29 @@ fig.tight_layout()""",
 
 The seed's model and data (`mxjax compare` does the same from the command line). Every
 optimizer runs with its own MXNet default learning rate, so this is each one *out of
-the box*; Adamax has no ε and divides 0/0 on a pixel that is blank in a whole batch
-(MXNet's behaviour), so it ends in NaN here.""",
+the box*. Adamax has no ε and divides 0/0 on a pixel that is blank in a whole batch
+(MXNet's behaviour), so it ends in NaN here; optimizers that take only 2-D weights
+(GroupAdaGrad) train the model without biases.""",
     ),
     (
         "code",
         """\
 data = mx.training.load_digits()
-p0 = mx.initializer.init_params(
-    mx.initializer.Xavier(), jax.random.key(0), mx.training.mlp_shapes(hidden=32)
-)
+
+def weights(bias=True):
+    shapes = mx.training.mlp_shapes(hidden=32, bias=bias)
+    return mx.initializer.init_params(mx.initializer.Xavier(), jax.random.key(0), shapes)
+
+
 batches = mx.training.batch_iterator(data.x_train, data.y_train, 128, seed=0)
 runs = {}
 for name in names:
     opt = mx.optimizer.create(name, rescale_grad=1 / 128)
+    try:
+        p0 = weights()
+        jax.eval_shape(opt.init, p0)
+    except ValueError:  # only 2-D weights: no biases
+        p0 = weights(bias=False)
     p, _, h = mx.fit(mx.training.softmax_loss, p0, batches, opt, 15, has_aux=True)
     runs[name] = (h, float(mx.training.accuracy(p, data.x_val, data.y_val)))""",
     ),
@@ -654,7 +663,9 @@ def build(name: str, cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
     }
     nb.metadata["language_info"] = {"name": "python"}
     for kind, src in cells:
-        make = nbformat.v4.new_markdown_cell if kind == "md" else nbformat.v4.new_code_cell
+        make = (
+            nbformat.v4.new_markdown_cell if kind == "md" else nbformat.v4.new_code_cell
+        )
         nb.cells.append(make(src))
     for i, cell in enumerate(nb.cells):
         cell["id"] = f"{name[:2]}-{i:02d}"
@@ -664,13 +675,17 @@ def build(name: str, cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
 def execute(nb: nbformat.NotebookNode, cwd: pathlib.Path, timeout: int = 600) -> None:
     """Run ``nb`` in place with a fresh python3 kernel that can import mxjax from here."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT), *filter(None, [env.get("PYTHONPATH")])]
+    )
     env.setdefault("JAX_PLATFORMS", "cpu")
     old = dict(os.environ)
     os.environ.update(env)  # the kernel inherits this process's environment
     try:
         NotebookClient(
-            nb, timeout=timeout, kernel_name="python3",
+            nb,
+            timeout=timeout,
+            kernel_name="python3",
             resources={"metadata": {"path": str(cwd)}},
         ).execute()
     finally:

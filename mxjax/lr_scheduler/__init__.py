@@ -72,4 +72,3 @@ registry: Registry = Registry(
 create = registry.create
 register = registry.register
 names = registry.names
-

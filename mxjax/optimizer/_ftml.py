@@ -78,7 +78,9 @@ def ftml(
     if learning_rate is not None and not callable(learning_rate):
         check_range("learning_rate", learning_rate, lo=0.0, lo_open=True)
 
-    def kernel(w: jax.Array, g: jax.Array, s: Slots, h: Hyper) -> tuple[jax.Array, Slots]:
+    def kernel(
+        w: jax.Array, g: jax.Array, s: Slots, h: Hyper
+    ) -> tuple[jax.Array, Slots]:
         d, v, z = s
         dt = w.dtype
         # wd_mode="raw": the kernel always adds wd*w, even for wd = 0, so a non-finite

@@ -81,25 +81,30 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 
 
 def mlp_shapes(
-    in_features: int = 64, hidden: int = 0, num_classes: int = 10
+    in_features: int = 64, hidden: int = 0, num_classes: int = 10, bias: bool = True
 ) -> dict[str, dict[str, tuple[int, ...]]]:
     """Parameter shapes: the seed's ``fc`` (``hidden=0``), or ``fc1`` -> ReLU ->
-    ``fc2``."""
+    ``fc2``; ``bias=False`` is ``FullyConnected(no_bias=True)`` (only 2-D weights, for
+    optimizers such as GroupAdaGrad)."""
     if hidden < 0:
         raise ValueError(f"hidden must be >= 0, got {hidden!r}")
+
+    def layer(out: int, inp: int) -> dict[str, tuple[int, ...]]:
+        return (
+            {"weight": (out, inp), "bias": (out,)} if bias else {"weight": (out, inp)}
+        )
+
     if hidden == 0:
-        return {"fc": {"weight": (num_classes, in_features), "bias": (num_classes,)}}
-    return {
-        "fc1": {"weight": (hidden, in_features), "bias": (hidden,)},
-        "fc2": {"weight": (num_classes, hidden), "bias": (num_classes,)},
-    }
+        return {"fc": layer(num_classes, in_features)}
+    return {"fc1": layer(hidden, in_features), "fc2": layer(num_classes, hidden)}
 
 
 def mlp_apply(params: Params, x: jax.Array) -> jax.Array:
     """Logits of the model built by :func:`mlp_shapes` (weights in ``(out, in)``)."""
 
     def dense(layer: dict[str, jax.Array], h: jax.Array) -> jax.Array:
-        return h @ layer["weight"].T + layer["bias"][None, :]
+        out = h @ layer["weight"].T
+        return out + layer["bias"][None, :] if "bias" in layer else out
 
     if "fc" in params:
         return dense(params["fc"], x)

@@ -163,9 +163,15 @@ NAN_ON_DIGITS = {"adamax"}
 is blank in the whole batch) becomes 0/0 = NaN, as in MXNet [Q24]."""
 
 
+ONLY_2D = {"groupadagrad"}
+"""Optimizers that take only 2-D weights (MXNet's GroupAdaGrad, for embeddings): they
+train the model without biases (``--no-bias``) and refuse the 1-D biases cleanly."""
+
+
 @pytest.mark.parametrize("name", mx.optimizer.names())
 def test_every_optimizer_trains(capsys, name):
-    rc, out, err = train(capsys, "--optimizer", name, *SHORT)
+    no_bias = ["--no-bias"] if name in ONLY_2D else []
+    rc, out, err = train(capsys, "--optimizer", name, *no_bias, *SHORT)
     assert rc == 0, err
     assert "Traceback" not in err
     assert out.splitlines()[1].startswith(f"optimizer:    {name}(")
@@ -322,6 +328,13 @@ def test_bad_options_exit_2_with_one_line(capsys, argv, message):
     assert message in err
     assert "Traceback" not in err and "error:" in err
     assert "epoch" not in out  # nothing was trained
+
+
+@pytest.mark.parametrize("name", sorted(ONLY_2D & set(mx.optimizer.names())))
+def test_2d_only_optimizer_refuses_biases_cleanly(capsys, name):
+    rc, out, err = train(capsys, "--optimizer", name, *SHORT)
+    assert rc == 2 and err.count("\n") == 1
+    assert f"optimizer {name!r} cannot train this model" in err and "--no-bias" in err
 
 
 def test_bad_command(capsys):

@@ -30,10 +30,12 @@ NOT_FROZEN_BY_LR_MULT_0 = {
     "adadelta": "MXNet's AdaDelta ignores the learning rate [Q23]",
 }
 NOT_RESCALE_INVARIANT: dict[str, str] = {}
-NOT_FROZEN_BY_LR_MULT_0.update({
-    "ftml": "FTML divides by the learning rate: lr = 0 gives NaN weights, as in MXNet",
-    "ftrl": "FTRL divides by the learning rate: lr = 0 gives NaN weights, as in MXNet",
-})
+NOT_FROZEN_BY_LR_MULT_0.update(
+    {
+        "ftml": "FTML divides by the learning rate: lr = 0 gives NaN weights, as in MXNet",
+        "ftrl": "FTRL divides by the learning rate: lr = 0 gives NaN weights, as in MXNet",
+    }
+)
 # Optimizers whose MXNet class accepts only 2-D weights: the generic tests give them
 # their parameters as 2-D arrays (1-D leaves become one row).
 TWO_D_ONLY = {"groupadagrad": "MXNet's GroupAdaGrad asserts 2-D weights"}
