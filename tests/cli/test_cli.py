@@ -442,3 +442,13 @@ def test_console_script_is_declared():
     text = (ROOT / "pyproject.toml").read_text()
     assert re.search(r'^mxjax = "mxjax\.cli:run"$', text, re.M)
     assert callable(cli.run)
+
+
+def test_readme_first_command_runs_mxjax_train():
+    text = (ROOT / "README.md").read_text()
+    first = re.findall(r"```bash\n(.*?)```", text, re.S)[0]
+    assert first.strip() == 'pip install -e ".[cli]" && mxjax train'
+    assert "![" in text and "(docs/mxjax-train.png)" in text
+    assert (ROOT / "docs" / "mxjax-train.png").read_bytes()[:4] == b"\x89PNG"
+    val = re.search(r"\*\*([\d.]+) %\s+validation accuracy\*\*", text)
+    assert val and f"validation accuracy {float(val.group(1)) / 100:.4f}" in text
