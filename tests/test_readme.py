@@ -24,3 +24,12 @@ def test_readme_user_optimizer_example_runs():
         np.testing.assert_allclose(new["fc_weight"], [0.9, -0.9], rtol=1e-6)
     finally:
         mx.optimizer.registry._entries.pop("msign")
+
+
+def test_readme_optimizer_table_lists_every_registered_optimizer():
+    import mxjax as mx
+
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index("### Optimizers") : text.index("`[Qn]` refers")]
+    missing = [n for n in mx.optimizer.names() if f"`{n}`" not in table]
+    assert not missing

@@ -62,31 +62,16 @@ SCHEDULERS = {
         "FactorScheduler",
         {"step": 2, "factor": 0.5, "stop_factor_lr": 0.02, "base_lr": 0.1},
     ),
-    "multifactor": (
-        "MultiFactorScheduler",
-        {"step": [2, 5, 7], "factor": 0.3, "base_lr": 0.05},
-    ),
+    "multifactor": ("MultiFactorScheduler", {"step": [2, 5, 7], "factor": 0.3, "base_lr": 0.05}),
     "poly_warmup": (
         "PolyScheduler",
-        {
-            "max_update": 8,
-            "base_lr": 0.1,
-            "pwr": 2,
-            "final_lr": 0.001,
-            "warmup_steps": 3,
-            "warmup_begin_lr": 0.01,
-        },
+        {"max_update": 8, "base_lr": 0.1, "pwr": 2, "final_lr": 0.001, "warmup_steps": 3,
+         "warmup_begin_lr": 0.01},
     ),
     "cosine_warmup": (
         "CosineScheduler",
-        {
-            "max_update": 9,
-            "base_lr": 0.08,
-            "final_lr": 0.0,
-            "warmup_steps": 2,
-            "warmup_begin_lr": 0.0,
-            "warmup_mode": "constant",
-        },
+        {"max_update": 9, "base_lr": 0.08, "final_lr": 0.0, "warmup_steps": 2,
+         "warmup_begin_lr": 0.0, "warmup_mode": "constant"},
     ),
 }
 
@@ -123,124 +108,81 @@ def common_variants(dtype_options):
         {"_sched": "poly_warmup"},
         {"_sched": "cosine_warmup", "wd": 0.01},
         {"_wd_by_name": True, "wd": 0.05},
-        {
-            "_wd_by_name": True,
-            "wd": 0.05,
-            "_lr_mult": {"l1_bias": 2.0, "l2_gamma": 0.0},
-            "_wd_mult": {"l1_bias": 0.5},
-        },
+        {"_wd_by_name": True, "wd": 0.05, "_lr_mult": {"l1_bias": 2.0, "l2_gamma": 0.0},
+         "_wd_mult": {"l1_bias": 0.5}},
         {"_lr_mult_idx": {0: 0.5, 2: 3.0}, "wd": 0.02},
         {"_params": "p5", "wd": 0.02, "clip_gradient": 1.0},
     ]
     for dt in dtype_options:
         v.append({"_dtype": dt[0], "multi_precision": dt[1]})
-        v.append(
-            {
-                "_dtype": dt[0],
-                "multi_precision": dt[1],
-                "wd": 0.05,
-                "clip_gradient": 1.5,
-                "_sched": "factor",
-            }
-        )
+        v.append({"_dtype": dt[0], "multi_precision": dt[1], "wd": 0.05, "clip_gradient": 1.5,
+                  "_sched": "factor"})
     return v
 
 
 F16_BOTH = [("float16", True), ("float16", False)]
-F16_MP = [
-    ("float16", True)
-]  # MXNet crashes on float16 without mp for float32-state optimizers
+F16_MP = [("float16", True)]  # MXNet crashes on float16 without mp for float32-state optimizers
 
 GRIDS_191 = {
     "sgd": (F16_BOTH, [{}, {"momentum": 0.9}, {"momentum": 0.5, "learning_rate": 0.2}]),
-    "nag": (
-        F16_BOTH,
-        [{}, {"momentum": 0.9}, {"momentum": 0.6, "learning_rate": 0.05}],
-    ),
-    "rmsprop": (
-        F16_MP,
-        [
-            {},
-            {"centered": True},
-            {"gamma1": 0.7, "epsilon": 1e-4},
-            {"centered": True, "gamma2": 0.5, "clip_weights": 0.5},
-            {"clip_weights": 0.3, "learning_rate": 0.01},
-        ],
-    ),
-    "adam": (
-        F16_BOTH,
-        [{}, {"beta1": 0.5, "beta2": 0.9, "epsilon": 1e-4}, {"learning_rate": 0.01}],
-    ),
+    "nag": (F16_BOTH, [{}, {"momentum": 0.9}, {"momentum": 0.6, "learning_rate": 0.05}]),
+    "rmsprop": (F16_MP, [{}, {"centered": True}, {"gamma1": 0.7, "epsilon": 1e-4},
+                         {"centered": True, "gamma2": 0.5, "clip_weights": 0.5},
+                         {"clip_weights": 0.3, "learning_rate": 0.01}]),
+    "adam": (F16_BOTH, [{}, {"beta1": 0.5, "beta2": 0.9, "epsilon": 1e-4},
+                        {"learning_rate": 0.01}]),
     "adagrad": (F16_MP, [{}, {"eps": 1e-3, "learning_rate": 0.1}]),
     "adadelta": (F16_MP, [{}, {"rho": 0.5, "epsilon": 1e-3}]),
     "adamax": (F16_BOTH, [{}, {"beta1": 0.5, "beta2": 0.8, "learning_rate": 0.01}]),
-    "nadam": (
-        F16_BOTH,
-        [
-            {},
-            {"beta1": 0.8, "beta2": 0.9, "schedule_decay": 0.1, "epsilon": 1e-5},
-            {"learning_rate": 0.01},
-        ],
-    ),
+    "nadam": (F16_BOTH, [{}, {"beta1": 0.8, "beta2": 0.9, "schedule_decay": 0.1,
+                              "epsilon": 1e-5}, {"learning_rate": 0.01}]),
+    "lars": (F16_BOTH, [{"momentum": 0.9, "eta": 2.0}, {},
+                        {"eta": 0.5, "eps": 0.5, "learning_rate": 0.05},
+                        {"momentum": 0.5, "momentum_correction": False, "eta": 1.0,
+                         "_sched": "multifactor"},
+                        {"momentum": 0.9, "eta": 1.0, "_params": "p5", "_sched": "factor"},
+                        {"momentum": 0.9, "eta": 1.0, "_params": "p5", "_sched": "factor",
+                         "_wd_by_name": True, "wd": 0.05}]),
+    "lbsgd": (F16_BOTH, [{"batch_scale": 2, "warmup_epochs": 1, "updates_per_epoch": 4,
+                          "momentum": 0.9}, {},
+                         {"warmup_strategy": "power2", "batch_scale": 3, "warmup_epochs": 2,
+                          "updates_per_epoch": 3},
+                         {"warmup_strategy": "sqrt", "batch_scale": 2, "warmup_epochs": 1,
+                          "updates_per_epoch": 5, "momentum": 0.5},
+                         {"warmup_strategy": "lars", "batch_scale": 3, "momentum": 0.9},
+                         {"warmup_strategy": "lars", "learning_rate": 0.05, "wd": 0.1},
+                         {"begin_epoch": 1, "batch_scale": 3, "updates_per_epoch": 4,
+                          "warmup_epochs": 2},
+                         {"begin_epoch": 1, "batch_scale": 2, "updates_per_epoch": 3,
+                          "warmup_epochs": 1, "warmup_strategy": "sqrt", "momentum": 0.9}]),
+    "lamb": (F16_BOTH, [{}, {"learning_rate": 0.05},
+                        {"lower_bound": 0.5, "upper_bound": 2.0, "learning_rate": 0.02},
+                        {"lower_bound": 3.0, "learning_rate": 0.02},
+                        {"lower_bound": 0.0, "upper_bound": 1.0, "learning_rate": 0.02},
+                        {"bias_correction": False, "learning_rate": 0.02},
+                        {"beta1": 0.5, "beta2": 0.9, "epsilon": 1e-3,
+                         "bias_correction": False}]),
 }
 
-GRIDS_191.update(
-    {
-        "signum": (
-            F16_BOTH,
-            [
-                {},
-                {"momentum": 0.0},
-                {"wd_lh": 0.02},
-                {"momentum": 0.5, "wd_lh": 0.1, "learning_rate": 0.05},
-                {"momentum": 0.0, "learning_rate": 0.05, "wd": 0.1},
-            ],
-        ),
-        "ftml": (
-            F16_BOTH,
-            [
-                {},
-                {"beta1": 0.9, "beta2": 0.99, "epsilon": 1e-4},
-                {"learning_rate": 0.05},
-                {"beta1": 0.0, "beta2": 0.5},
-            ],
-        ),
-        "ftrl": (
-            F16_MP,
-            [
-                {},
-                {"lamda1": 0.0, "beta": 0.5},
-                {"lamda1": 0.5, "learning_rate": 0.5},
-                {"lamda1": 0.1, "beta": 2.0, "learning_rate": 0.05},
-            ],
-        ),
-        "dcasgd": (
-            F16_BOTH,
-            [
-                {},
-                {"lamda": 0.5, "learning_rate": 0.1},
-                {"lamda": 0.0},
-                {"lamda": 2.0, "learning_rate": 0.05},
-            ],
-        ),
-        # SGLD's noise is removed from the recorded trajectory (sgld_remove_noise) [Q13]
-        "sgld": (F16_BOTH, [{}, {"learning_rate": 0.001}, {"learning_rate": 0.1}]),
-        "groupadagrad": (
-            F16_MP,
-            [
-                {"_params": "p2d"},
-                {"_params": "p2d", "eps": 1e-2, "learning_rate": 0.1},
-                {"_params": "p2d", "learning_rate": 0.5},
-                {"_params": "p2d", "clip_gradient": 0.3, "rescale_grad": 0.5},
-                {
-                    "_params": "p2d",
-                    "_lr_mult": {"l1_bias": 2.0, "l2_gamma": 0.0},
-                    "_sched": "multifactor",
-                },
-            ],
-        ),
-    }
-)
+GRIDS_191.update({
+    "signum": (F16_BOTH, [{}, {"momentum": 0.0}, {"wd_lh": 0.02},
+                          {"momentum": 0.5, "wd_lh": 0.1, "learning_rate": 0.05},
+                          {"momentum": 0.0, "learning_rate": 0.05, "wd": 0.1}]),
+    "ftml": (F16_BOTH, [{}, {"beta1": 0.9, "beta2": 0.99, "epsilon": 1e-4},
+                        {"learning_rate": 0.05}, {"beta1": 0.0, "beta2": 0.5}]),
+    "ftrl": (F16_MP, [{}, {"lamda1": 0.0, "beta": 0.5}, {"lamda1": 0.5, "learning_rate": 0.5},
+                      {"lamda1": 0.1, "beta": 2.0, "learning_rate": 0.05}]),
+    "dcasgd": (F16_BOTH, [{}, {"lamda": 0.5, "learning_rate": 0.1}, {"lamda": 0.0},
+                          {"lamda": 2.0, "learning_rate": 0.05}]),
+    # SGLD's noise is removed from the recorded trajectory (sgld_remove_noise) [Q13]
+    "sgld": (F16_BOTH, [{}, {"learning_rate": 0.001}, {"learning_rate": 0.1}]),
+    "groupadagrad": (F16_MP, [{"_params": "p2d"},
+                              {"_params": "p2d", "eps": 1e-2, "learning_rate": 0.1},
+                              {"_params": "p2d", "learning_rate": 0.5},
+                              {"_params": "p2d", "clip_gradient": 0.3, "rescale_grad": 0.5},
+                              {"_params": "p2d", "_lr_mult": {"l1_bias": 2.0, "l2_gamma": 0.0},
+                               "_sched": "multifactor"}]),
+})
 
 
 def sgld_remove_noise(opt, updater, weights, rng_seed, grads, before):
@@ -257,9 +199,8 @@ def sgld_remove_noise(opt, updater, weights, rng_seed, grads, before):
         state = updater.states[i]
         target = state[0] if isinstance(state, tuple) else w  # (w32, None) under mp
         lr = opt._get_lr(i)
-        noise = mx.nd.random.normal(
-            0, math.sqrt(lr), shape=target.shape, dtype=target.dtype, ctx=target.context
-        )
+        noise = mx.nd.random.normal(0, math.sqrt(lr), shape=target.shape,
+                                    dtype=target.dtype, ctx=target.context)
         target[:] = target - noise
         if target is not w:
             w[:] = target.astype(w.dtype)
@@ -274,6 +215,21 @@ def sgld_remove_noise(opt, updater, weights, rng_seed, grads, before):
 
 
 GRIDS_2 = {}  # 2.0-only optimizers (AdamW, AdaBelief, LANS) are added here
+GRIDS_2["adamw"] = (F16_MP, [{}, {"correct_bias": False},
+                             {"learning_rate": 0.01, "wd": 0.1},
+                             {"beta1": 0.5, "beta2": 0.9, "epsilon": 1e-3,
+                              "correct_bias": False},
+                             {"rescale_grad": 0.0}])  # [Q26]
+GRIDS_2["adabelief"] = (F16_MP, [{}, {"correct_bias": False}, {"learning_rate": 0.01},
+                                 {"beta1": 0.5, "beta2": 0.9, "epsilon": 1e-4}])
+GRIDS_2["lans"] = (F16_MP, [{}, {"learning_rate": 0.01},
+                            {"lower_bound": 0.5, "upper_bound": 2.0, "learning_rate": 0.01},
+                            {"lower_bound": 0.0, "upper_bound": 1.0, "learning_rate": 0.01},
+                            {"beta1": 0.5, "beta2": 0.9, "epsilon": 1e-3,
+                             "learning_rate": 0.02}])
+# Optimizers whose math reads leaf names (LARS [Q17]): MXNet gets the names even
+# without the wd rule, set after construction as Module does for an instance [Q3].
+ALWAYS_NAMED = {"lars"}
 
 
 def random_cases(rng, own, dtype_options, n):
@@ -327,6 +283,10 @@ def run_case(name, spec, seed):
     if name == "groupadagrad":
         import mxnet.optimizer.contrib  # noqa: F401 - registers GroupAdaGrad
     opt = mx.optimizer.create(name, **mx_kw)
+    if name in ALWAYS_NAMED and not spec.get("_wd_by_name"):
+        opt.idx2name = dict(enumerate(names))
+    if mx.__version__.startswith("2") and spec.get("_wd_by_name"):
+        jax_kw.pop("wd_by_name")  # MXNet 2.0 has no name-based default wd rule
     lr_mult = dict(spec.get("_lr_mult", {}))
     if "_lr_mult_idx" in spec:
         opt.set_lr_mult(dict(spec["_lr_mult_idx"]))
@@ -347,11 +307,8 @@ def run_case(name, spec, seed):
         if name == "sgld":
             before = [w.asnumpy() for w in weights]
             mx.random.seed(seed * 100 + step)
-        updater(
-            list(range(len(params))),
-            [mx.nd.array(g, dtype=dtype) for g in grads],
-            weights,
-        )
+        updater(list(range(len(params))), [mx.nd.array(g, dtype=dtype) for g in grads],
+                weights)
         if name == "sgld":
             sgld_remove_noise(opt, updater, weights, seed * 100 + step, grads, before)
         for i, w in enumerate(weights):
@@ -378,12 +335,11 @@ def record(grids, n_random):
     for name, (dtypes, own) in grids.items():
         rng = random.Random(f"mxjax-{name}")
         specs = [
-            {**o, **c} for o, c in itertools.product(own[:1], common_variants(dtypes))
+            {**o, **c}
+            for o, c in itertools.product(own[:1], common_variants(dtypes))
         ]
         specs += [dict(o) for o in own[1:]]
-        specs += [
-            {**o, **c} for o in own[1:] for c in rng.sample(common_variants(dtypes), 4)
-        ]
+        specs += [{**o, **c} for o in own[1:] for c in rng.sample(common_variants(dtypes), 4)]
         specs += random_cases(rng, own, dtypes, n_random)
         records, arrays = {}, {}
         for i, spec in enumerate(specs):
@@ -391,10 +347,8 @@ def record(grids, n_random):
             try:
                 rec, arr = run_case(name, spec, seed=1000 + i)
             except Exception as e:  # noqa: BLE001 - recorded as a refusal below
-                print(
-                    f"{name} {cid}: MXNet raised {type(e).__name__}: {e}"[:300],
-                    file=sys.stderr,
-                )
+                print(f"{name} {cid}: MXNet raised {type(e).__name__}: {e}"[:300],
+                      file=sys.stderr)
                 continue
             records[cid] = rec
             arrays.update({f"{cid}/{k}": v for k, v in arr.items()})

@@ -72,3 +72,4 @@ registry: Registry = Registry(
 create = registry.create
 register = registry.register
 names = registry.names
+

@@ -5,11 +5,14 @@
 :func:`~mxjax.optimizer.from_rule` for writing one from a per-leaf kernel.
 """
 
+from .._names import leaf_names as leaf_names
 from .._registry import Registry
+from ._adabelief import adabelief as adabelief
 from ._adadelta import adadelta as adadelta
 from ._adagrad import adagrad as adagrad
 from ._adam import adam as adam
 from ._adamax import adamax as adamax
+from ._adamw import adamw as adamw
 from ._base import Common as Common
 from ._base import Hyper as Hyper
 from ._base import Optimizer as Optimizer
@@ -18,15 +21,18 @@ from ._base import Rule as Rule
 from ._base import from_rule as from_rule
 from ._base import one_minus_pow as one_minus_pow
 from ._base import rescale_clip as rescale_clip
-from .._names import leaf_names as leaf_names
-from ._nadam import nadam as nadam
-from ._nag import nag as nag
-from ._rmsprop import rmsprop as rmsprop
-from ._sgd import sgd as sgd
 from ._dcasgd import dcasgd as dcasgd
 from ._ftml import ftml as ftml
 from ._ftrl import ftrl as ftrl
 from ._groupadagrad import groupadagrad as groupadagrad
+from ._lamb import lamb as lamb
+from ._lans import lans as lans
+from ._lars import lars as lars
+from ._lbsgd import lbsgd as lbsgd
+from ._nadam import nadam as nadam
+from ._nag import nag as nag
+from ._rmsprop import rmsprop as rmsprop
+from ._sgd import sgd as sgd
 from ._sgld import sgld as sgld
 from ._signum import signum as signum
 
@@ -54,6 +60,12 @@ registry: Registry = Registry(
         "dcasgd": dcasgd,
         "sgld": sgld,
         "groupadagrad": groupadagrad,
+        "lars": lars,
+        "lbsgd": lbsgd,
+        "lamb": lamb,
+        "adamw": adamw,
+        "adabelief": adabelief,
+        "lans": lans,
     },
 )
 create = registry.create

@@ -11,10 +11,7 @@ from ._base import Hyper, Optimizer, Rule, Slots, check_range, from_rule
 
 
 def adadelta(
-    learning_rate: float | None = None,
-    rho: float = 0.90,
-    epsilon: float = 1e-5,
-    **common: Any,
+    learning_rate: float | None = None, rho: float = 0.90, epsilon: float = 1e-5, **common: Any
 ) -> Optimizer:
     r"""AdaDelta (Zeiler, 2012), as MXNet 1.9.1.
 
@@ -41,9 +38,7 @@ def adadelta(
     check_range("rho", rho, lo=0.0, hi=1.0, hi_open=True)
     check_range("epsilon", epsilon, lo=0.0, lo_open=True)
 
-    def kernel(
-        w: jax.Array, g: jax.Array, s: Slots, h: Hyper
-    ) -> tuple[jax.Array, Slots]:
+    def kernel(w: jax.Array, g: jax.Array, s: Slots, h: Hyper) -> tuple[jax.Array, Slots]:
         acc_g, acc_delta = s
         r, one_r, eps = jnp.float32(rho), jnp.float32(1.0 - rho), jnp.float32(epsilon)
         acc_g = acc_g * r + one_r * g * g

@@ -10,9 +10,7 @@ import jax.numpy as jnp
 from ._base import Hyper, Optimizer, Rule, Slots, check_range, from_rule
 
 
-def adagrad(
-    learning_rate: float | None = None, eps: float = 1e-7, **common: Any
-) -> Optimizer:
+def adagrad(learning_rate: float | None = None, eps: float = 1e-7, **common: Any) -> Optimizer:
     r"""AdaGrad (Duchi et al., 2011), as MXNet 1.9.1's dense update.
 
     .. math::
@@ -32,9 +30,7 @@ def adagrad(
     """
     check_range("eps", eps, lo=0.0, lo_open=True)
 
-    def kernel(
-        w: jax.Array, g: jax.Array, s: Slots, h: Hyper
-    ) -> tuple[jax.Array, Slots]:
+    def kernel(w: jax.Array, g: jax.Array, s: Slots, h: Hyper) -> tuple[jax.Array, Slots]:
         (hist,) = s
         hist = hist + g * g
         div = g / jnp.sqrt(hist + jnp.float32(eps))

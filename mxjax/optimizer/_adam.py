@@ -52,9 +52,7 @@ def adam(
     check_betas(beta1=beta1, beta2=beta2)
     check_range("epsilon", epsilon, lo=0.0, lo_open=True)
 
-    def kernel(
-        w: jax.Array, g: jax.Array, s: Slots, h: Hyper
-    ) -> tuple[jax.Array, Slots]:
+    def kernel(w: jax.Array, g: jax.Array, s: Slots, h: Hyper) -> tuple[jax.Array, Slots]:
         mean, var = s
         b1, b2 = jnp.float32(beta1).astype(w.dtype), jnp.float32(beta2).astype(w.dtype)
         mean = b1 * mean + (1 - b1) * g

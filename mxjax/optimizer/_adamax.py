@@ -12,10 +12,7 @@ from ._base import Hyper, Optimizer, Rule, Slots, from_rule, one_minus_pow
 
 
 def adamax(
-    learning_rate: float = 0.002,
-    beta1: float = 0.9,
-    beta2: float = 0.999,
-    **common: Any,
+    learning_rate: float = 0.002, beta1: float = 0.9, beta2: float = 0.999, **common: Any
 ) -> Optimizer:
     r"""Adamax, the infinity-norm variant of Adam (Kingma & Ba, 2014), as MXNet 1.9.1.
 
@@ -38,9 +35,7 @@ def adamax(
     """
     check_betas(beta1=beta1, beta2=beta2)
 
-    def kernel(
-        w: jax.Array, g: jax.Array, s: Slots, h: Hyper
-    ) -> tuple[jax.Array, Slots]:
+    def kernel(w: jax.Array, g: jax.Array, s: Slots, h: Hyper) -> tuple[jax.Array, Slots]:
         m, u = s
         lr_t = (h.lr.astype(jnp.float32) / one_minus_pow(beta1, h.t)).astype(w.dtype)
         m = m * jnp.asarray(beta1, w.dtype) + jnp.asarray(1.0 - beta1, w.dtype) * g

@@ -38,6 +38,7 @@ from typing import Any, Literal, NamedTuple, TypedDict
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._names import path_name
 from .._typing import Grads, Params, PyTree, Schedule
@@ -208,7 +209,7 @@ def pow_f32(beta: float, t: jax.Array) -> jax.Array:
     """``beta**t`` rounded to float32, as C++ ``powf`` on a float32 ``beta`` gives it."""
     if beta == 0.0:
         return jnp.where(t == 0, 1.0, 0.0).astype(jnp.float32)
-    lb = math.log(float(jnp.float32(beta)))
+    lb = math.log(float(np.float32(beta)))
     return 1.0 + jnp.expm1(t.astype(jnp.float32) * jnp.float32(lb))
 
 
@@ -330,9 +331,7 @@ def _mults(name: str, mult: Mapping[str, float] | None) -> dict[str, float]:
     if mult is None:
         return {}
     if not isinstance(mult, Mapping):
-        raise TypeError(
-            f"{name} must be a dict {{leaf name: multiplier}}, got {mult!r}"
-        )
+        raise TypeError(f"{name} must be a dict {{leaf name: multiplier}}, got {mult!r}")
     out = {}
     for k, v in mult.items():
         if not isinstance(k, str):
@@ -393,11 +392,9 @@ def _leaf_info(rule: Rule, cfg: _Config, names: list[str], leaves: list) -> list
             raise TypeError(f"parameter {name!r} has dtype {dtype}; expected a float")
         low = dtype in LOW_PRECISION
         master = low and cfg.multi_precision
-        compute = (
-            jnp.dtype(jnp.float32)
-            if master or (low and rule.state_dtype == "float32")
-            else dtype
-        )
+        compute = jnp.dtype(jnp.float32) if master or (
+            low and rule.state_dtype == "float32"
+        ) else dtype
         wd_mult = 1.0
         if cfg.wd_by_name and not name.endswith(rule.wd_suffixes):
             wd_mult = 0.0
@@ -475,11 +472,8 @@ def _check_update_trees(
 
 def _check_slots(rule: Rule, info: _Leaf, w: jax.Array, slots: Any) -> None:
     expected = jax.eval_shape(lambda x: _init_leaf(rule, info, x), w)
-    got = (
-        tuple(jax.ShapeDtypeStruct(jnp.shape(s), jnp.result_type(s)) for s in slots)
-        if isinstance(slots, tuple)
-        else None
-    )
+    got = tuple(jax.ShapeDtypeStruct(jnp.shape(s), jnp.result_type(s)) for s in slots) \
+        if isinstance(slots, tuple) else None
     want = tuple(jax.ShapeDtypeStruct(e.shape, e.dtype) for e in expected)
     if got != want:
         raise ValueError(
@@ -550,9 +544,7 @@ def from_rule(
             skipped=jnp.zeros((), jnp.int32),
         )
 
-    def update(
-        grads: Grads, state: OptState, params: Params
-    ) -> tuple[Params, OptState]:
+    def update(grads: Grads, state: OptState, params: Params) -> tuple[Params, OptState]:
         names, p_leaves, treedef = _flatten_named(params, "params")
         infos = _leaf_info(rule, cfg, names, p_leaves)
         g_leaves, slot_leaves = _check_update_trees(
@@ -569,9 +561,7 @@ def from_rule(
             else rule.prepare(state.extra, t, lr, len(p_leaves))
         )
         new_params, new_slots = [], []
-        for j, (info, w, g, s) in enumerate(
-            zip(infos, p_leaves, g_leaves, slot_leaves)
-        ):
+        for j, (info, w, g, s) in enumerate(zip(infos, p_leaves, g_leaves, slot_leaves)):
             slots = tuple(s)
             if info.master:
                 *slots, w_c = slots
@@ -595,9 +585,7 @@ def from_rule(
             if rule.wd_mode == "in_clip":
                 if cfg.wd * info.wd_mult != 0.0:
                     g_c = g_c * cfg.rescale_grad + h.wd * w_c
-                    g_c = (
-                        g_c if cfg.clip is None else jnp.clip(g_c, -cfg.clip, cfg.clip)
-                    )
+                    g_c = g_c if cfg.clip is None else jnp.clip(g_c, -cfg.clip, cfg.clip)
                 else:
                     g_c = rescale_clip(g_c, h)
             elif rule.wd_mode == "kernel":

@@ -60,9 +60,7 @@ def dcasgd(
         lam = jnp.asarray(lamda, w.dtype)
         return -h.lr * ((g + h.wd * w) + lam * g * g * (w - prev))
 
-    def plain(
-        w: jax.Array, g: jax.Array, s: Slots, h: Hyper
-    ) -> tuple[jax.Array, Slots]:
+    def plain(w: jax.Array, g: jax.Array, s: Slots, h: Hyper) -> tuple[jax.Array, Slots]:
         (prev,) = s
         return w + delta(w, g, prev, h), (w,)
 

@@ -2,27 +2,13 @@ r"""FTML: Follow The Moving Leader (MXNet ``FTML``)."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ._adam import check_betas
-from ._base import Hyper, Optimizer, Rule, Slots, check_range, from_rule
-
-
-def _pow_f32(beta: float, t: jax.Array) -> jax.Array:
-    """``beta**t`` as C++ ``powf`` gives it on a float32 ``beta`` and ``t``.
-
-    A local copy of ``_base.pow_f32``, whose ``jnp.float32(beta)`` fails under ``jit``
-    (it takes ``float()`` of a traced value); ``np.float32`` rounds on the host.
-    """
-    if beta == 0.0:
-        return jnp.where(t == 0, 1.0, 0.0).astype(jnp.float32)
-    lb = math.log(float(np.float32(beta)))
-    return 1.0 + jnp.expm1(t.astype(jnp.float32) * jnp.float32(lb))
+from ._base import Hyper, Optimizer, Rule, Slots, check_range, from_rule, pow_f32
 
 
 def ftml(
@@ -78,9 +64,7 @@ def ftml(
     if learning_rate is not None and not callable(learning_rate):
         check_range("learning_rate", learning_rate, lo=0.0, lo_open=True)
 
-    def kernel(
-        w: jax.Array, g: jax.Array, s: Slots, h: Hyper
-    ) -> tuple[jax.Array, Slots]:
+    def kernel(w: jax.Array, g: jax.Array, s: Slots, h: Hyper) -> tuple[jax.Array, Slots]:
         d, v, z = s
         dt = w.dtype
         # wd_mode="raw": the kernel always adds wd*w, even for wd = 0, so a non-finite
@@ -89,8 +73,8 @@ def ftml(
         g = g if h.clip is None else jnp.clip(g, -h.clip, h.clip)
         b1, b2 = jnp.asarray(beta1, dt), jnp.asarray(beta2, dt)
         v = b2 * v + (1 - b2) * (g * g)
-        c1 = (1 - _pow_f32(beta1, h.t)).astype(dt)
-        c2 = (1 - _pow_f32(beta2, h.t)).astype(dt)
+        c1 = (1 - pow_f32(beta1, h.t)).astype(dt)
+        c2 = (1 - pow_f32(beta2, h.t)).astype(dt)
         d_t = c1 / h.lr * (jnp.sqrt(v / c2) + jnp.asarray(epsilon, dt))
         z = b1 * z + (1 - b1) * g - (d_t - b1 * d) * w
         return -z / d_t, (d_t, v, z)

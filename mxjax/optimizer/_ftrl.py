@@ -71,9 +71,7 @@ def ftrl(
             )
         learning_rate = None  # [Q1]: the scheduler always wins
 
-    def kernel(
-        w: jax.Array, g: jax.Array, s: Slots, h: Hyper
-    ) -> tuple[jax.Array, Slots]:
+    def kernel(w: jax.Array, g: jax.Array, s: Slots, h: Hyper) -> tuple[jax.Array, Slots]:
         z, n = s
         dt = w.dtype
         l1, b = jnp.asarray(lamda1, dt), jnp.asarray(beta, dt)

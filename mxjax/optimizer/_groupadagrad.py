@@ -63,9 +63,7 @@ def groupadagrad(
             f"GroupAdaGrad'), got {wd!r}"
         )
 
-    def kernel(
-        w: jax.Array, g: jax.Array, s: Slots, h: Hyper
-    ) -> tuple[jax.Array, Slots]:
+    def kernel(w: jax.Array, g: jax.Array, s: Slots, h: Hyper) -> tuple[jax.Array, Slots]:
         (hist,) = s
         hist = hist + jnp.mean(g * g, axis=-1, keepdims=True).astype(hist.dtype)
         div = h.lr * g / jnp.sqrt(hist + jnp.float32(eps)).astype(w.dtype)

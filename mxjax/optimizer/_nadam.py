@@ -59,9 +59,7 @@ def nadam(
         mu_t, mu_next = mu(t), mu(t + 1)
         return (m_schedule, mu_t, mu_next), m_schedule * mu_t**num_leaves
 
-    def kernel(
-        w: jax.Array, g: jax.Array, s: Slots, h: Hyper
-    ) -> tuple[jax.Array, Slots]:
+    def kernel(w: jax.Array, g: jax.Array, s: Slots, h: Hyper) -> tuple[jax.Array, Slots]:
         m, v = s
         sched_prev, mu_t, mu_next = h.extra
         sched = sched_prev * mu_t ** (h.index + 1)

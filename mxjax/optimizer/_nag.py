@@ -11,9 +11,7 @@ from ._sgd import _check_momentum
 
 
 def _nag_kernel(momentum: float):
-    def kernel(
-        w: jax.Array, g: jax.Array, s: Slots, h: Hyper
-    ) -> tuple[jax.Array, Slots]:
+    def kernel(w: jax.Array, g: jax.Array, s: Slots, h: Hyper) -> tuple[jax.Array, Slots]:
         (mom,) = s
         m = momentum * mom
         w1 = w - m + (momentum + 1) * (m - h.lr * (g + h.wd * w))
@@ -23,15 +21,11 @@ def _nag_kernel(momentum: float):
     return kernel
 
 
-def _sgd_update(
-    w: jax.Array, g: jax.Array, s: Slots, h: Hyper
-) -> tuple[jax.Array, Slots]:
+def _sgd_update(w: jax.Array, g: jax.Array, s: Slots, h: Hyper) -> tuple[jax.Array, Slots]:
     return (1 - h.lr * h.wd) * w - h.lr * g, s
 
 
-def nag(
-    learning_rate: float | None = None, momentum: float = 0.0, **common: Any
-) -> Optimizer:
+def nag(learning_rate: float | None = None, momentum: float = 0.0, **common: Any) -> Optimizer:
     r"""Nesterov accelerated SGD (MXNet ``NAG``), as MXNet 1.9.1's in-place kernel runs it.
 
     .. math::

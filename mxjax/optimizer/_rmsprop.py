@@ -61,9 +61,7 @@ def rmsprop(
     def finish(w: jax.Array) -> jax.Array:
         return w if cw is None else jnp.clip(w, -cw, cw)
 
-    def plain(
-        w: jax.Array, g: jax.Array, s: Slots, h: Hyper
-    ) -> tuple[jax.Array, Slots]:
+    def plain(w: jax.Array, g: jax.Array, s: Slots, h: Hyper) -> tuple[jax.Array, Slots]:
         (n,) = s
         n = (1 - jnp.float32(gamma1)) * g * g + jnp.float32(gamma1) * n
         return finish(w - h.lr * (g / jnp.sqrt(n + jnp.float32(epsilon)))), (n,)

@@ -17,9 +17,7 @@ def _check_momentum(momentum: float) -> float:
 def sgd_kernel(momentum: float) -> Rule:
     """The rule of MXNet's ``multi_sgd_update`` / ``multi_sgd_mom_update`` kernels."""
 
-    def plain(
-        w: jax.Array, g: jax.Array, s: Slots, h: Hyper
-    ) -> tuple[jax.Array, Slots]:
+    def plain(w: jax.Array, g: jax.Array, s: Slots, h: Hyper) -> tuple[jax.Array, Slots]:
         return w + (-(h.lr * h.wd) * w - h.lr * g), s
 
     def with_momentum(

@@ -61,9 +61,7 @@ def sgld(learning_rate: float | None = None, seed: int = 0, **common: Any) -> Op
         step_key, next_key = jax.random.split(jax.random.wrap_key_data(key_data))
         return step_key, jax.random.key_data(next_key)
 
-    def kernel(
-        w: jax.Array, g: jax.Array, s: Slots, h: Hyper
-    ) -> tuple[jax.Array, Slots]:
+    def kernel(w: jax.Array, g: jax.Array, s: Slots, h: Hyper) -> tuple[jax.Array, Slots]:
         w = w + (-h.lr / 2) * (g + h.wd * w)
         xi = jax.random.normal(jax.random.fold_in(h.extra, h.index), w.shape, w.dtype)
         return w + jnp.sqrt(h.lr) * xi, s

@@ -8,7 +8,6 @@ from __future__ import annotations
 import jax
 import numpy as np
 import optax
-import pytest
 from flax import linen, nnx
 
 import mxjax as mx

@@ -11,9 +11,8 @@ from math import cos, pi
 
 
 class LRScheduler:
-    def __init__(
-        self, base_lr=0.01, warmup_steps=0, warmup_begin_lr=0, warmup_mode="linear"
-    ):
+    def __init__(self, base_lr=0.01, warmup_steps=0, warmup_begin_lr=0,
+                 warmup_mode="linear"):
         self.base_lr = base_lr
         self.warmup_steps = warmup_steps
         self.warmup_final_lr = base_lr
@@ -23,26 +22,15 @@ class LRScheduler:
     def get_warmup_lr(self, num_update):
         assert num_update < self.warmup_steps
         if self.warmup_mode == "linear":
-            increase = (
-                (self.warmup_final_lr - self.warmup_begin_lr)
-                * float(num_update)
-                / float(self.warmup_steps)
-            )
+            increase = (self.warmup_final_lr - self.warmup_begin_lr) \
+                * float(num_update) / float(self.warmup_steps)
             return self.warmup_begin_lr + increase
         return self.warmup_begin_lr
 
 
 class FactorScheduler(LRScheduler):
-    def __init__(
-        self,
-        step,
-        factor=1,
-        stop_factor_lr=1e-8,
-        base_lr=0.01,
-        warmup_steps=0,
-        warmup_begin_lr=0,
-        warmup_mode="linear",
-    ):
+    def __init__(self, step, factor=1, stop_factor_lr=1e-8, base_lr=0.01,
+                 warmup_steps=0, warmup_begin_lr=0, warmup_mode="linear"):
         super().__init__(base_lr, warmup_steps, warmup_begin_lr, warmup_mode)
         self.step = step
         self.factor = factor
@@ -61,15 +49,8 @@ class FactorScheduler(LRScheduler):
 
 
 class MultiFactorScheduler(LRScheduler):
-    def __init__(
-        self,
-        step,
-        factor=1,
-        base_lr=0.01,
-        warmup_steps=0,
-        warmup_begin_lr=0,
-        warmup_mode="linear",
-    ):
+    def __init__(self, step, factor=1, base_lr=0.01, warmup_steps=0,
+                 warmup_begin_lr=0, warmup_mode="linear"):
         super().__init__(base_lr, warmup_steps, warmup_begin_lr, warmup_mode)
         self.step = step
         self.cur_step_ind = 0
@@ -90,16 +71,8 @@ class MultiFactorScheduler(LRScheduler):
 
 
 class PolyScheduler(LRScheduler):
-    def __init__(
-        self,
-        max_update,
-        base_lr=0.01,
-        pwr=2,
-        final_lr=0,
-        warmup_steps=0,
-        warmup_begin_lr=0,
-        warmup_mode="linear",
-    ):
+    def __init__(self, max_update, base_lr=0.01, pwr=2, final_lr=0,
+                 warmup_steps=0, warmup_begin_lr=0, warmup_mode="linear"):
         super().__init__(base_lr, warmup_steps, warmup_begin_lr, warmup_mode)
         self.power = pwr
         self.base_lr_orig = self.base_lr
@@ -111,23 +84,15 @@ class PolyScheduler(LRScheduler):
         if num_update < self.warmup_steps:
             return self.get_warmup_lr(num_update)
         if num_update <= self.max_update:
-            self.base_lr = self.final_lr + (self.base_lr_orig - self.final_lr) * pow(
-                1 - float(num_update - self.warmup_steps) / float(self.max_steps),
-                self.power,
-            )
+            self.base_lr = self.final_lr + (self.base_lr_orig - self.final_lr) * \
+                pow(1 - float(num_update - self.warmup_steps) / float(self.max_steps),
+                    self.power)
         return self.base_lr
 
 
 class CosineScheduler(LRScheduler):
-    def __init__(
-        self,
-        max_update,
-        base_lr=0.01,
-        final_lr=0,
-        warmup_steps=0,
-        warmup_begin_lr=0,
-        warmup_mode="linear",
-    ):
+    def __init__(self, max_update, base_lr=0.01, final_lr=0,
+                 warmup_steps=0, warmup_begin_lr=0, warmup_mode="linear"):
         super().__init__(base_lr, warmup_steps, warmup_begin_lr, warmup_mode)
         self.base_lr_orig = base_lr
         self.max_update = max_update
@@ -138,12 +103,8 @@ class CosineScheduler(LRScheduler):
         if num_update < self.warmup_steps:
             return self.get_warmup_lr(num_update)
         if num_update <= self.max_update:
-            self.base_lr = (
-                self.final_lr
-                + (self.base_lr_orig - self.final_lr)
-                * (1 + cos(pi * (num_update - self.warmup_steps) / self.max_steps))
-                / 2
-            )
+            self.base_lr = self.final_lr + (self.base_lr_orig - self.final_lr) * \
+                (1 + cos(pi * (num_update - self.warmup_steps) / self.max_steps)) / 2
         return self.base_lr
 
 

@@ -31,16 +31,8 @@ def _mxnet(cls_name, kwargs):
 
 def test_registry_names():
     assert lr_scheduler.names() == sorted(
-        [
-            "factor",
-            "multifactor",
-            "poly",
-            "cosine",
-            "factorscheduler",
-            "multifactorscheduler",
-            "polyscheduler",
-            "cosinescheduler",
-        ]
+        ["factor", "multifactor", "poly", "cosine", "factorscheduler",
+         "multifactorscheduler", "polyscheduler", "cosinescheduler"]
     )
 
 
@@ -160,7 +152,5 @@ def test_get_warmup_lr_matches_mxnet_and_ignores_the_overwrite(mode):
     ref = oracle.LRScheduler(0.2, 9, 0.03, mode)
     sched = lr_scheduler.LRScheduler(0.2, 9, 0.03, mode).with_base_lr(0.7)
     ns = np.arange(9)
-    assert_close(
-        jax.vmap(sched.get_warmup_lr)(jnp.asarray(ns)),
-        [ref.get_warmup_lr(n) for n in ns],
-    )
+    assert_close(jax.vmap(sched.get_warmup_lr)(jnp.asarray(ns)),
+                 [ref.get_warmup_lr(n) for n in ns])

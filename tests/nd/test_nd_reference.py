@@ -42,9 +42,7 @@ def test_load_reads_mxnet_files_exactly(stem):
 @pytest.mark.parametrize("stem", FILES)
 def test_save_writes_the_same_bytes_as_mxnet(stem):
     meta, want = META[stem], expected(stem)
-    data = (
-        dict(zip(meta["names"], want, strict=False)) if meta["kind"] == "dict" else want
-    )
+    data = dict(zip(meta["names"], want, strict=False)) if meta["kind"] == "dict" else want
     if stem == "mx_single":
         data = want[0]
     assert nd.save_tobuffer(data) == (REF / f"{stem}.params").read_bytes()

@@ -30,12 +30,10 @@ NOT_FROZEN_BY_LR_MULT_0 = {
     "adadelta": "MXNet's AdaDelta ignores the learning rate [Q23]",
 }
 NOT_RESCALE_INVARIANT: dict[str, str] = {}
-NOT_FROZEN_BY_LR_MULT_0.update(
-    {
-        "ftml": "FTML divides by the learning rate: lr = 0 gives NaN weights, as in MXNet",
-        "ftrl": "FTRL divides by the learning rate: lr = 0 gives NaN weights, as in MXNet",
-    }
-)
+NOT_FROZEN_BY_LR_MULT_0.update({
+    "ftml": "FTML divides by the learning rate: lr = 0 gives NaN weights, as in MXNet",
+    "ftrl": "FTRL divides by the learning rate: lr = 0 gives NaN weights, as in MXNet",
+})
 # Optimizers whose MXNet class accepts only 2-D weights: the generic tests give them
 # their parameters as 2-D arrays (1-D leaves become one row).
 TWO_D_ONLY = {"groupadagrad": "MXNet's GroupAdaGrad asserts 2-D weights"}
@@ -57,3 +55,14 @@ def shaped(name, tree):
 def wd_for(name, wd):
     """The weight decay a generic test may use with optimizer ``name``."""
     return 0.0 if name in NO_WEIGHT_DECAY else wd
+
+# zoo2: LARS, LBSGD, LAMB (MXNet 1.9.1) and AdamW, AdaBelief, LANS (MXNet 2.0).
+# The trust-ratio optimizers (LARS, LAMB, LANS) take steps proportional to ||w||, which
+# do not shrink near the optimum: they converge on the quadratic with a decaying lr.
+CONVERGE["lars"] = dict(learning_rate=0.5, eta=1.0, eps=10.0)
+CONVERGE["lbsgd"] = dict(learning_rate=0.1, momentum=0.5, batch_scale=2, warmup_epochs=1,
+                         updates_per_epoch=4)
+CONVERGE["lamb"] = dict(learning_rate=lambda n: 0.05 * 0.99**n)
+CONVERGE["adamw"] = dict(learning_rate=0.05, wd=0.001)
+CONVERGE["adabelief"] = dict(learning_rate=0.05)
+CONVERGE["lans"] = dict(learning_rate=lambda n: 0.05 * 0.99**n)

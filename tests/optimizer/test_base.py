@@ -12,8 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mxjax as mx
-from tests.optimizer.conftest import NOT_FROZEN_BY_LR_MULT_0, NOT_RESCALE_INVARIANT
-from tests.optimizer.conftest import shaped, wd_for
+from tests.optimizer.conftest import (
+    NOT_FROZEN_BY_LR_MULT_0,
+    NOT_RESCALE_INVARIANT,
+    shaped,
+    wd_for,
+)
 
 NAMES = mx.optimizer.names()
 
@@ -40,9 +44,7 @@ def run(opt, params, grads, steps=3):
 
 def assert_trees_close(a, b, **tol):
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        np.testing.assert_allclose(
-            np.asarray(x, np.float64), np.asarray(y, np.float64), **tol
-        )
+        np.testing.assert_allclose(np.asarray(x, np.float64), np.asarray(y, np.float64), **tol)
 
 
 @settings(max_examples=25, deadline=None)
@@ -66,9 +68,7 @@ def test_rescale_grad_c_on_g_over_c_equals_default(name, c, wd, clip, seed):
 
 
 @settings(max_examples=20, deadline=None)
-@given(
-    name=st.sampled_from(NAMES), wd=st.sampled_from([0.0, 0.1]), seed=st.integers(0, 5)
-)
+@given(name=st.sampled_from(NAMES), wd=st.sampled_from([0.0, 0.1]), seed=st.integers(0, 5))
 def test_lr_mult_zero_freezes_the_leaf(name, wd, seed):
     p, g = shaped(name, params_and_grads(seed))
     opt = mx.optimizer.create(name, wd=wd_for(name, wd), lr_mult={"fc_bias": 0.0})
@@ -116,34 +116,23 @@ def test_wd_by_name_decays_only_weight_and_gamma():
     p, _ = params_and_grads()
     p = {**p, "weight": jnp.ones(2), "bn_beta": jnp.ones(2)}
     zero = jax.tree.map(jnp.zeros_like, p)
-    new, _ = run(
-        mx.optimizer.sgd(learning_rate=0.1, wd=0.5, wd_by_name=True), p, zero, 1
-    )
+    new, _ = run(mx.optimizer.sgd(learning_rate=0.1, wd=0.5, wd_by_name=True), p, zero, 1)
     for name in p:
         decayed = name in ("fc_weight", "bn_gamma")  # MXNet Module's rule [Q2]
-        np.testing.assert_allclose(
-            new[name], p[name] * (0.95 if decayed else 1.0), rtol=1e-6
-        )
+        np.testing.assert_allclose(new[name], p[name] * (0.95 if decayed else 1.0), rtol=1e-6)
 
 
 def test_wd_mult_overrides_the_name_rule():
     p, _ = params_and_grads()
     zero = jax.tree.map(jnp.zeros_like, p)
-    opt = mx.optimizer.sgd(
-        learning_rate=0.1, wd=0.5, wd_by_name=True, wd_mult={"fc_bias": 2.0}
-    )
+    opt = mx.optimizer.sgd(learning_rate=0.1, wd=0.5, wd_by_name=True, wd_mult={"fc_bias": 2.0})
     new, _ = run(opt, p, zero, 1)
     np.testing.assert_allclose(new["fc_bias"], p["fc_bias"] * 0.9, rtol=1e-6)
 
 
 def test_leaf_names_join_keys_and_indices():
     tree = {"fc": {"weight": 1, "bias": 2}, "layers": [{"w": 3}, 4]}
-    assert mx.optimizer.leaf_names(tree) == [
-        "fc_bias",
-        "fc_weight",
-        "layers_0_w",
-        "layers_1",
-    ]
+    assert mx.optimizer.leaf_names(tree) == ["fc_bias", "fc_weight", "layers_0_w", "layers_1"]
 
 
 def test_unknown_mult_name_is_an_error():
@@ -294,9 +283,7 @@ def test_user_optimizer_from_a_kernel_registers_and_runs():
     mx.optimizer.register("MySign", signsgd)
     try:
         opt = mx.optimizer.create("mysign", learning_rate=0.5, rescale_grad=-1.0)
-        new, _ = opt.update(
-            jnp.array([2.0, -3.0]), opt.init(jnp.zeros(2)), jnp.zeros(2)
-        )
+        new, _ = opt.update(jnp.array([2.0, -3.0]), opt.init(jnp.zeros(2)), jnp.zeros(2))
         np.testing.assert_array_equal(new, [0.5, -0.5])  # rescale_grad flips the sign
     finally:
         mx.optimizer.registry._entries.pop("mysign")

@@ -18,10 +18,7 @@ NAMES = mx.optimizer.names()
 def make_params(dtype=jnp.float32):
     k1, k2 = jax.random.split(jax.random.key(0))
     return {
-        "fc": {
-            "weight": jax.random.normal(k1, (4, 3), dtype),
-            "bias": jnp.zeros(3, dtype),
-        },
+        "fc": {"weight": jax.random.normal(k1, (4, 3), dtype), "bias": jnp.zeros(3, dtype)},
         "out": [jax.random.normal(k2, (3,), dtype)],
     }
 
@@ -127,8 +124,7 @@ def test_converges_on_a_quadratic(name):
     )
     params = jax.tree.map(jnp.zeros_like, target)
     loss = lambda p: sum(  # noqa: E731
-        0.5 * jnp.sum((x - t) ** 2)
-        for x, t in zip(jax.tree.leaves(p), jax.tree.leaves(target))
+        0.5 * jnp.sum((x - t) ** 2) for x, t in zip(jax.tree.leaves(p), jax.tree.leaves(target))
     )
 
     @jax.jit

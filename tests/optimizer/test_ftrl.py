@@ -29,9 +29,7 @@ def first_step(opt):
 def by_hand(lr, lamda1=0.01, beta=1.0, w=0.3, g=2.0, wd=0.0):
     z = g - abs(g) * w / lr
     n = g * g
-    return (
-        (np.sign(z) * lamda1 - z) / ((beta + np.sqrt(n)) / lr + wd) * (abs(z) > lamda1)
-    )
+    return (np.sign(z) * lamda1 - z) / ((beta + np.sqrt(n)) / lr + wd) * (abs(z) > lamda1)
 
 
 def test_ftrl_first_step_by_hand():

@@ -39,10 +39,7 @@ def starts_past_max_update(rec: dict) -> bool:
     MXNet then returns the raw ``base_lr`` because its stateful scheduler never computed
     an in-range value [Q36]; mxjax's pure schedule returns ``final_lr`` there (documented).
     """
-    if not rec["scheduler"] or rec["scheduler"][0] not in (
-        "PolyScheduler",
-        "CosineScheduler",
-    ):
+    if not rec["scheduler"] or rec["scheduler"][0] not in ("PolyScheduler", "CosineScheduler"):
         return False
     first = rec["jax_kwargs"].get("begin_num_update", 0) + 1
     return first > rec["scheduler"][1]["max_update"]
@@ -64,12 +61,9 @@ def test_matches_mxnet_every_step(name: str, cid: str) -> None:
         const["jax_kwargs"] = {**rec["jax_kwargs"], "learning_rate": final_lr}
         want_run = list(replay(const))
         assert any(
-            not np.allclose(w, m)
-            for w, m in zip(want_run[0], mxnet_run(name, cid, rec)[0])
+            not np.allclose(w, m) for w, m in zip(want_run[0], mxnet_run(name, cid, rec)[0])
         ), "MXNet's Q36 behaviour no longer differs: drop this special case"
-    for k, (got_step, want_step) in enumerate(
-        zip(replay(rec), want_run, strict=True), 1
-    ):
+    for k, (got_step, want_step) in enumerate(zip(replay(rec), want_run, strict=True), 1):
         for n, got, want in zip(rec["names"], got_step, want_step):
             assert got.dtype == want.dtype
             np.testing.assert_allclose(
@@ -92,9 +86,7 @@ def mxnet_run(name: str, cid: str, rec: dict) -> list[list[np.ndarray]]:
 def replay(rec: dict):
     """Yield mxjax's weights after each step of a recorded case, ``[param]`` per step."""
     opt = build(rec)
-    w0, grads = recorder().inputs(
-        rec["shapes"], rec["dtype"], rec["seed"], rec["steps"]
-    )
+    w0, grads = recorder().inputs(rec["shapes"], rec["dtype"], rec["seed"], rec["steps"])
     names = rec["names"]
     params = {n: jnp.asarray(w) for n, w in zip(names, w0)}
     with warnings.catch_warnings():
@@ -102,7 +94,5 @@ def replay(rec: dict):
         state = opt.init(params)
     step = jax.jit(opt.update)
     for g in grads:
-        params, state = step(
-            {n: jnp.asarray(x) for n, x in zip(names, g)}, state, params
-        )
+        params, state = step({n: jnp.asarray(x) for n, x in zip(names, g)}, state, params)
         yield [np.asarray(params[n]) for n in names]

@@ -44,9 +44,7 @@ def test_sgld_deterministic_part_matches_mxnet_every_step(cid):
     assert rec["noise"] == "removed"
     arrays = optimizer_arrays("sgld")
     opt = build(rec)
-    w0, grads = recorder().inputs(
-        rec["shapes"], rec["dtype"], rec["seed"], rec["steps"]
-    )
+    w0, grads = recorder().inputs(rec["shapes"], rec["dtype"], rec["seed"], rec["steps"])
     names = rec["names"]
     params = {n: jnp.asarray(w) for n, w in zip(names, w0)}
     with warnings.catch_warnings():
@@ -59,9 +57,7 @@ def test_sgld_deterministic_part_matches_mxnet_every_step(cid):
         return remove_noise(opt, g, state, params, new_params, new_state)
 
     for k, g in enumerate(grads, start=1):
-        params, state = step(
-            {n: jnp.asarray(x) for n, x in zip(names, g)}, state, params
-        )
+        params, state = step({n: jnp.asarray(x) for n, x in zip(names, g)}, state, params)
         for i, n in enumerate(names):
             want = arrays[f"{cid}/w{k}/{i}"]
             got = np.asarray(params[n])

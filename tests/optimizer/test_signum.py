@@ -61,9 +61,7 @@ def test_signum_default_lr_overrides_scheduler_base_lr():  # [Q1]
     np.testing.assert_allclose(one_step(opt, w, w), [0.99], rtol=1e-6)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        kept = mx.optimizer.signum(
-            learning_rate=None, lr_scheduler=Sched(), momentum=0.0
-        )
+        kept = mx.optimizer.signum(learning_rate=None, lr_scheduler=Sched(), momentum=0.0)
     np.testing.assert_allclose(one_step(kept, w, w), [0.5], rtol=1e-6)
 
 

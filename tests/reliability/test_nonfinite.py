@@ -32,9 +32,7 @@ def poison(g, step):
 def test_nan_steps_are_exactly_as_if_removed(name):
     opt = mx.optimizer.create(name, skip_nonfinite=True, wd=0.01)
     p0 = {"fc_weight": jnp.ones((4, 3)), "fc_bias": jnp.full(3, 0.5)}
-    bad_steps = set(
-        np.random.RandomState(len(name)).choice(12, 4, replace=False).tolist()
-    )
+    bad_steps = set(np.random.RandomState(len(name)).choice(12, 4, replace=False).tolist())
     step = jax.jit(opt.update)
 
     p, s = p0, opt.init(p0)
@@ -47,9 +45,7 @@ def test_nan_steps_are_exactly_as_if_removed(name):
     for k in range(12):
         if k not in bad_steps:
             q, r = step(grads_for(k), r, q)
-    for a, b in zip(
-        jax.tree.leaves((p, s._replace(skipped=r.skipped))), jax.tree.leaves((q, r))
-    ):
+    for a, b in zip(jax.tree.leaves((p, s._replace(skipped=r.skipped))), jax.tree.leaves((q, r))):
         np.testing.assert_array_equal(a, b)
     assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(p))
 
