@@ -673,7 +673,7 @@ def build(name: str, cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
 
 
 def execute(nb: nbformat.NotebookNode, cwd: pathlib.Path, timeout: int = 600) -> None:
-    """Run ``nb`` in place with a fresh python3 kernel that can import mxjax from here."""
+    """Run ``nb`` in place in a fresh python3 kernel that imports mxjax from here."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         [str(ROOT), *filter(None, [env.get("PYTHONPATH")])]

@@ -1,5 +1,5 @@
-"""Every notebook in ``notebooks/`` runs top to bottom (a temp copy, a fresh kernel, CPU),
-and the committed copies carry their outputs (plots) so they render on GitHub."""
+"""Every notebook in ``notebooks/`` runs top to bottom (a temp copy, a fresh kernel,
+CPU), and the committed copies carry their outputs (plots) so they render on GitHub."""
 
 from __future__ import annotations
 
