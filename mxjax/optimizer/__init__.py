@@ -19,6 +19,7 @@ from ._base import Optimizer as Optimizer
 from ._base import OptState as OptState
 from ._base import Rule as Rule
 from ._base import from_rule as from_rule
+from ._base import jit_update as jit_update
 from ._base import one_minus_pow as one_minus_pow
 from ._base import rescale_clip as rescale_clip
 from ._dcasgd import dcasgd as dcasgd

@@ -21,11 +21,12 @@ base class owns:
 Kernels never walk the tree: the base applies them leaf by leaf, so the same kernels can be
 applied to other layouts of the same data.
 
-State layout: each leaf's slots are stored with a leading axis of length 1 (shape
-``(1, *leaf.shape)``) and kernels compute in that layout (the weight and gradient reach
-them as ``w[None]``, ``g[None]``). This makes every state buffer's shape differ from every
-parameter's, so ``jax.jit(opt.update, donate_argnums=(1, 2))`` pairs each donated buffer
-with its own successor rather than with a parameter of the same shape.
+State layout: each leaf's slots keep the leaf's shape (as optax's do). To update in
+place, jit with :func:`jit_update`: it donates params and state in the order JAX pairs
+donated inputs with outputs, so XLA writes every buffer in place with no copies.
+``jax.jit(opt.update, donate_argnums=(1, 2))`` works too, but JAX then pairs each new
+parameter with a donated *state* buffer of the same shape (the state argument comes
+first), and XLA inserts copies to break the resulting cycles.
 """
 
 from __future__ import annotations
@@ -83,8 +84,7 @@ class Rule:
     Attributes:
       kernel: ``kernel(w, g, slots, h) -> (new_w, new_slots)`` for one leaf. ``g`` is
         already preprocessed according to ``wd_mode``; ``slots`` is a tuple of arrays.
-        Arrays carry a leading axis of length 1 (``w`` is ``param[None]``): write the
-        kernel elementwise, and reduce over all axes (norms) or the trailing ones.
+        Arrays have the leaf's shape.
       slots: names of the per-leaf state arrays; each starts as zeros like the weight
         (in the compute dtype, or float32 when ``state_dtype="float32"``).
       init_slots: a custom ``w -> slots`` initialiser (``w`` in the compute dtype), used
@@ -129,8 +129,7 @@ class OptState(NamedTuple):
       count: int32 scalar, MXNet's ``num_update`` (``begin_num_update`` before the first
         update).
       slots: a tree with the params' structure whose leaves are tuples of the leaf's slot
-        arrays, each of shape ``(1, *slot_shape)``; the float32 master copy comes last
-        under ``multi_precision``.
+        arrays; the float32 master copy comes last under ``multi_precision``.
       extra: optimizer-global state (``None`` for most optimizers).
       skipped: int32 scalar, steps skipped for non-finite gradients (``skip_nonfinite``).
     """
@@ -431,7 +430,7 @@ def _init_leaf(rule: Rule, info: _Leaf, w: jax.Array) -> tuple[jax.Array, ...]:
         slots = tuple(jnp.zeros(w.shape, _slot_dtype(rule, info)) for _ in rule.slots)
     if info.master:
         slots = (*slots, wc)
-    return tuple(s[None] for s in slots)
+    return slots
 
 
 def _check_update_trees(
@@ -567,8 +566,8 @@ def from_rule(
                 *slots, w_c = slots
                 slots = tuple(slots)
             else:
-                w_c = w.astype(info.compute)[None]
-            g_c = g.astype(info.compute)[None]
+                w_c = w.astype(info.compute)
+            g_c = g.astype(info.compute)
             h = Hyper(
                 lr=(lr * info.lr_mult if info.lr_mult != 1.0 else lr).astype(
                     info.compute
@@ -594,7 +593,7 @@ def from_rule(
             slots_new = tuple(slots_new)
             if info.master:
                 slots_new = (*slots_new, w_new)
-            new_params.append(w_new[0].astype(info.dtype))
+            new_params.append(w_new.astype(info.dtype))
             new_slots.append(slots_new)
 
         new_state = OptState(
@@ -619,3 +618,29 @@ def from_rule(
         hp.setdefault("learning_rate", learning_rate)
     hp.update(common)
     return Optimizer(init=init, update=update, name=name, hyperparams=hp, rule=rule)
+
+
+def jit_update(opt: Optimizer, *, donate: bool = True) -> Callable[..., Any]:
+    """``opt.update`` jitted, with params and state donated so XLA updates in place.
+
+    The result is called like ``opt.update``: ``new_params, new_state = step(grads,
+    state, params)``. Internally the jitted function takes ``(params, state, grads)``:
+    JAX pairs donated inputs with outputs of the same shape in order, and only this
+    order pairs every parameter and state buffer with its own successor. (With
+    ``jax.jit(opt.update, donate_argnums=(1, 2))`` the state comes first, new
+    parameters are paired with state buffers, and XLA must insert copies.)
+
+    Args:
+      opt: the optimizer.
+      donate: donate params and state (their buffers are invalid after the call).
+    """
+    step = jax.jit(
+        lambda params, state, grads: opt.update(grads, state, params),
+        donate_argnums=(0, 1) if donate else (),
+    )
+
+    def update(grads: Grads, state: PyTree, params: Params) -> tuple[Params, PyTree]:
+        return step(params, state, grads)
+
+    update.lower = lambda grads, state, params: step.lower(params, state, grads)  # type: ignore[attr-defined]
+    return update

@@ -1,8 +1,7 @@
 """Per-tensor L2 norms and trust ratios shared by LARS, LAMB and LANS.
 
-Kernels receive arrays with a leading axis of length 1, so the norms reduce over every
-axis. They are computed in float32 (as MXNet's ``multi_sum_sq``) and have a zero
-gradient at zero (so ``jax.grad`` through an update of an all-zero leaf stays finite).
+The norms reduce over every axis of the leaf. They are computed in float32 (as MXNet's
+``multi_sum_sq``) and have a zero gradient at zero (so ``jax.grad`` through an update of an all-zero leaf stays finite).
 """
 
 from __future__ import annotations
