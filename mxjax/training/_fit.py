@@ -229,8 +229,10 @@ def fit(
     ):
         raise ValueError(f"max_steps must be an int >= 1 or None, got {max_steps!r}")
 
-    params = jax.tree.map(jnp.array, params)  # copies: the step donates its inputs
-    state = optimizer.init(params) if state is None else jax.tree.map(jnp.array, state)
+    # Copies: the step donates its inputs, and a state may share buffers with the
+    # params it was initialised from (DCASGD's previous-weight slot).
+    params = jax.tree.map(jnp.array, params)
+    state = jax.tree.map(jnp.array, optimizer.init(params) if state is None else state)
     schedule = lr_schedule(optimizer)
     grad_fn = jax.value_and_grad(
         loss_fn if has_aux else lambda p, b: (loss_fn(p, b), {}), has_aux=True

@@ -202,3 +202,14 @@ def test_progress_bar_runs(capsys):
     )
     assert len(seen) == 2
     assert "6/6" in capsys.readouterr().err
+
+
+def test_state_sharing_param_buffers_is_copied_before_donation():
+    """DCASGD's initial state holds the weight itself (its previous-weight slot): the
+    donated step must not be handed one buffer twice."""
+    opt = mx.optimizer.create("dcasgd", learning_rate=0.1)
+    batches = [(jnp.ones((2, 64)), jnp.zeros(2, jnp.int32))]
+    _, state, h = mx.fit(
+        training.softmax_loss, _params(), batches, opt, 2, has_aux=True
+    )
+    assert h.steps == 2 and int(state.count) == 2
