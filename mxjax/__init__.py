@@ -10,5 +10,7 @@ from . import initializer as initializer
 from . import lr_scheduler as lr_scheduler
 from . import nd as nd
 from . import optimizer as optimizer
+from . import training as training
+from .training import fit as fit
 
 __version__ = "0.1.0"
