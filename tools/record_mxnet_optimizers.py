@@ -292,6 +292,11 @@ def run_case(name, spec, seed):
         opt.set_lr_mult(dict(spec["_lr_mult_idx"]))
         lr_mult.update({names[i]: m for i, m in spec["_lr_mult_idx"].items()})
     elif lr_mult:
+        if not spec.get("_wd_by_name"):
+            # Name keys need idx2name; set after construction so the default wd rule,
+            # which runs only in the constructor [Q3], stays off (as for a Module given
+            # an optimizer instance).
+            opt.idx2name = dict(enumerate(names))
         opt.set_lr_mult(lr_mult)
     if spec.get("_wd_mult"):
         opt.set_wd_mult(spec["_wd_mult"])

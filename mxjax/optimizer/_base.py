@@ -231,7 +231,10 @@ def check_range(
         + ("inf" if hi is None else repr(hi))
         + (")" if hi_open else "]")
     )
-    ok = math.isfinite(value)
+    try:
+        ok = math.isfinite(value)
+    except OverflowError:  # an int beyond float range
+        ok = False
     if ok and lo is not None:
         ok = value > lo if lo_open else value >= lo
     if ok and hi is not None:
@@ -347,8 +350,10 @@ def _config(rule: Rule, learning_rate: float | Schedule | None, c: Common) -> _C
     rescale_grad = c.get("rescale_grad", 1.0)
     check_range("rescale_grad", rescale_grad)
     begin = c.get("begin_num_update", 0)
-    if isinstance(begin, bool) or not isinstance(begin, int) or begin < 0:
-        raise ValueError(f"begin_num_update must be an int >= 0, got {begin!r}")
+    if isinstance(begin, bool) or not isinstance(begin, int) or not 0 <= begin < 2**31 - 1:
+        raise ValueError(
+            f"begin_num_update must be an int in [0, 2**31 - 1), got {begin!r}"
+        )
     for flag in ("multi_precision", "wd_by_name", "skip_nonfinite"):
         if not isinstance(c.get(flag, False), bool):
             raise TypeError(f"{flag} must be a bool, got {c.get(flag)!r}")
@@ -425,7 +430,9 @@ def _init_leaf(rule: Rule, info: _Leaf, w: jax.Array) -> tuple[jax.Array, ...]:
     w = jnp.asarray(w)
     wc = w.astype(info.compute)
     if rule.init_slots is not None:
-        slots = tuple(rule.init_slots(wc))
+        # Fresh buffers: a slot may start as the weight itself (DCASGD), and params and
+        # state are donated together.
+        slots = tuple(jnp.array(x, copy=True) for x in rule.init_slots(wc))
     else:
         slots = tuple(jnp.zeros(w.shape, _slot_dtype(rule, info)) for _ in rule.slots)
     if info.master:
@@ -480,6 +487,24 @@ def _check_slots(rule: Rule, info: _Leaf, w: jax.Array, slots: Any) -> None:
             f"slots {[(s.shape, str(s.dtype)) for s in want]}, got "
             f"{None if got is None else [(s.shape, str(s.dtype)) for s in got]} "
             "(a state from another optimizer or another parameter tree?)"
+        )
+
+
+def _check_extra(rule: Rule, extra: PyTree) -> None:
+    spec = lambda t: jax.tree.map(  # noqa: E731
+        lambda x: (jnp.shape(x), jnp.result_type(x)), t
+    )
+    want = None if rule.init_extra is None else jax.eval_shape(rule.init_extra)
+    try:
+        same = jax.tree.structure(want) == jax.tree.structure(extra) and spec(
+            want
+        ) == spec(extra)
+    except TypeError:
+        same = False
+    if not same:
+        raise ValueError(
+            "state.extra does not fit this optimizer (a state from another optimizer?): "
+            f"expected {spec(want)}, got {jax.tree.map(lambda x: getattr(x, 'shape', x), extra)}"
         )
 
 
@@ -551,6 +576,7 @@ def from_rule(
         )
         for info, w, s in zip(infos, p_leaves, slot_leaves):
             _check_slots(rule, info, w, s)
+        _check_extra(rule, state.extra)
 
         t = state.count + 1
         lr = _schedule(cfg.rate, t + rule.count_offset)

@@ -22,6 +22,7 @@ KWARGS = {
     "sgd": {"momentum": 0.9},
     "ccsgd": {"momentum": 0.9},
     "nag": {"momentum": 0.9},
+    "lars": {"learning_rate": 0.1, "eta": 0.5},  # the default eta barely moves
 }
 
 
@@ -32,10 +33,11 @@ def make_opt(name: str) -> mx.optimizer.Optimizer:
 def problem(seed: int = 0, scale: float = 1.0):
     """Params and a fixed sequence of STEPS gradients (stacked on axis 0)."""
     k = jax.random.split(jax.random.key(seed), 4)
-    params = {"w": jax.random.normal(k[0], (3, 4)), "b": jax.random.normal(k[1], (4,))}
+    # 2-D leaves only, so that GroupAdaGrad (2-D weights only) runs every test too.
+    params = {"w": jax.random.normal(k[0], (3, 4)), "b": jax.random.normal(k[1], (1, 4))}
     grads = {
         "w": scale * jax.random.normal(k[2], (STEPS, 3, 4)),
-        "b": scale * jax.random.normal(k[3], (STEPS, 4)),
+        "b": scale * jax.random.normal(k[3], (STEPS, 1, 4)),
     }
     return params, grads
 

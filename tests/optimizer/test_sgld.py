@@ -31,7 +31,7 @@ def remove_noise(opt, grads, state, params, new_params, new_state):
     if masters:  # MXNet: w32 -= noise; weight = w32.astype(float16)
         leaves, treedef = jax.tree.flatten(new_params)
         new_params = jax.tree.unflatten(
-            treedef, [m[0].astype(x.dtype) for m, x in zip(masters, leaves)]
+            treedef, [m.astype(x.dtype) for m, x in zip(masters, leaves)]
         )
     else:
         new_params = jax.tree.map(lambda x, n: x - n, new_params, noise_p)

@@ -122,11 +122,6 @@ def test_the_indistinguishable_states_are_the_pinned_ones():
     assert got == sorted(sorted(g) for g in SAME_LAYOUT)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_base does not check state.extra: NaDam/SGLD given another optimizer's "
-    "state fail with a cryptic TypeError (fix belongs in _base._check_update_trees)",
-)
 @pytest.mark.parametrize("a,b", [("nadam", "adam"), ("sgld", "sgd")])
 def test_state_without_the_optimizers_extra_is_refused_clearly(a, b):
     p = {"w": jnp.ones((2, 2))}

@@ -448,12 +448,6 @@ def test_every_public_argument_is_in_the_table(component):
     assert not stale, f"{component}: docs/validation.md lists unknown arguments {stale}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="optimizer/_base.check_range calls math.isfinite on the int: OverflowError "
-    "instead of a ValueError naming the argument (fix belongs in _base.py)",
-)
 def test_optimizer_refuses_an_int_beyond_float_range():
     with pytest.raises(ValueError, match="learning_rate"):
         mx.optimizer.sgd(learning_rate=10**400)
