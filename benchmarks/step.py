@@ -1,0 +1,203 @@
+"""Benchmark one optimizer step: mxjax against optax (and PyTorch when installed).
+
+Run by hand (not in CI), on a quiet machine::
+
+    python benchmarks/step.py                 # all optimizers and workloads
+    python benchmarks/step.py --quick         # fewer rounds
+    python benchmarks/step.py --only adam --workloads W2
+
+Workloads (float32): W1 one tensor of 25.6M; W2 ResNet-50's 161 parameter tensors in
+MXNet's (out, in, kh, kw) layout (25.6M in all); W3 2,000 tensors of 1,000.
+
+For each (optimizer, workload, implementation) it measures the jitted, donated step: the
+median and spread of per-step times over interleaved rounds (rounds whose time is far
+above the best are counted as disturbed and dropped), the bytes the update must move per
+step divided by the median time (GB/s) and as a percentage of this machine's bandwidth
+(a jitted ``a + s*b`` triad on 100M floats, measured in the same run), the compile time,
+and the compiled step's temporary memory relative to params + grads + state. It prints a
+Markdown table and writes it, with the machine described, to ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import mxjax as mx
+
+# Bytes moved per parameter per step (float32): reads + writes of params, grads, slots.
+BYTES = {"sgd": 20, "adam": 28, "rmsprop": 20, "adagrad": 20, "lamb": 28, "nadam": 28}
+
+
+def resnet50_shapes() -> list[tuple[int, ...]]:
+    """The 161 parameter shapes of ResNet-50 (v1, bottleneck), MXNet layout."""
+    shapes: list[tuple[int, ...]] = [(64, 3, 7, 7), (64,), (64,)]
+    cin = 64
+    for width, blocks in zip((64, 128, 256, 512), (3, 4, 6, 3), strict=True):
+        for b in range(blocks):
+            for cout, cin_, k in ((width, cin, 1), (width, width, 3), (4 * width, width, 1)):
+                shapes += [(cout, cin_, k, k), (cout,), (cout,)]
+            if b == 0:
+                shapes += [(4 * width, cin, 1, 1), (4 * width,), (4 * width,)]
+            cin = 4 * width
+    return shapes + [(1000, 2048), (1000,)]
+
+
+WORKLOADS = {
+    "W1": lambda: [(25_600_000,)],
+    "W2": resnet50_shapes,
+    "W3": lambda: [(1000,)] * 2000,
+}
+
+
+def make_tree(shapes, seed):
+    keys = jax.random.split(jax.random.key(seed), len(shapes))
+    return {f"p{i:04d}": jax.random.normal(k, s) * 0.1 for i, (k, s) in enumerate(zip(keys, shapes, strict=True))}
+
+
+def mxjax_opt(name):
+    kw = {"sgd": dict(momentum=0.9, learning_rate=0.01)}.get(name, {})
+    return mx.optimizer.create(name, **kw)
+
+
+def optax_opt(name):
+    return {
+        "sgd": lambda: optax.sgd(0.01, momentum=0.9),
+        "adam": lambda: optax.adam(1e-3),
+        "rmsprop": lambda: optax.rmsprop(1e-3, decay=0.9, eps=1e-8),
+        "adagrad": lambda: optax.adagrad(0.01),
+        "lamb": lambda: optax.lamb(1e-3),
+        "nadam": lambda: optax.nadam(1e-3),
+    }[name]()
+
+
+def build(impl, name, params):
+    """(jitted step(params, state, grads) -> (params, state), initial state)."""
+    if impl == "mxjax":
+        opt = mxjax_opt(name)
+        return mx.optimizer.jit_update(opt), opt.init(params), "update"
+    tx = optax_opt(name)
+
+    def step(p, s, g):
+        u, s = tx.update(g, s, p)
+        return optax.apply_updates(p, u), s
+
+    return jax.jit(step, donate_argnums=(0, 1)), tx.init(params), "params-first"
+
+
+def tree_bytes(t) -> int:
+    return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(t))
+
+
+def bandwidth_gbs(n=100_000_000, reps=5) -> float:
+    a, b = jnp.ones(n), jnp.ones(n)
+    triad = jax.jit(lambda a, b: a + 1.5 * b)
+    triad(a, b).block_until_ready()
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        triad(a, b).block_until_ready()
+        best = min(best, time.perf_counter() - t)
+    return 3 * 4 * n / best / 1e9
+
+
+class Case:
+    def __init__(self, impl, name, workload):
+        self.impl, self.name, self.workload = impl, name, workload
+        shapes = WORKLOADS[workload]()
+        self.n = sum(int(jnp.prod(jnp.array(s))) for s in shapes)
+        self.params = make_tree(shapes, 0)
+        self.grads = make_tree(shapes, 1)
+        step, state, self.order = build(impl, name, self.params)
+        t = time.perf_counter()
+        if self.order == "update":
+            compiled = step.lower(self.grads, state, self.params).compile()
+        else:
+            compiled = step.lower(self.params, state, self.grads).compile()
+        self.compile_s = time.perf_counter() - t
+        mem = compiled.memory_analysis()
+        live = tree_bytes(self.params) + tree_bytes(self.grads) + tree_bytes(state)
+        self.mem_ratio = (live + (mem.temp_size_in_bytes if mem else 0)) / live
+        self.step, self.state, self.times = step, state, []
+
+    def run(self, steps):
+        t = time.perf_counter()
+        for _ in range(steps):
+            if self.order == "update":
+                self.params, self.state = self.step(self.grads, self.state, self.params)
+            else:
+                self.params, self.state = self.step(self.params, self.state, self.grads)
+        jax.block_until_ready(self.params)
+        self.times.append((time.perf_counter() - t) / steps)
+
+    def summary(self):
+        best = min(self.times)
+        kept = [t for t in self.times if t <= 1.5 * best]  # drop disturbed rounds
+        med = statistics.median(kept)
+        spread = (max(kept) - min(kept)) / med if len(kept) > 1 else 0.0
+        return med, spread, len(self.times) - len(kept)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", nargs="*", default=list(BYTES))
+    ap.add_argument("--workloads", nargs="*", default=list(WORKLOADS))
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "RESULTS.md"))
+    args = ap.parse_args()
+    rounds = 3 if args.quick else args.rounds
+    bw = bandwidth_gbs()
+    rows = []
+    for wl in args.workloads:
+        for name in args.only:
+            cases = [Case(impl, name, wl) for impl in ("mxjax", "optax")]
+            steps = max(3, int(2e8 / (BYTES[name] * cases[0].n)))
+            for c in cases:
+                c.run(1)  # warm up
+                c.times.clear()
+            for _ in range(rounds):  # interleaved
+                for c in cases:
+                    c.run(steps)
+            (mxm, mxs, mxd), (om, os_, od) = (c.summary() for c in cases)
+            gbs = BYTES[name] * cases[0].n / mxm / 1e9
+            rows.append(
+                f"| {name} | {wl} | {mxm * 1e3:.2f} ±{mxs:.0%} | {om * 1e3:.2f} ±{os_:.0%} "
+                f"| {mxm / om:.2f} | {gbs:.1f} | {gbs / bw:.0%} "
+                f"| {cases[0].compile_s:.2f} | {cases[1].compile_s:.2f} "
+                f"| {cases[0].mem_ratio:.2f} | {cases[1].mem_ratio:.2f} | {mxd + od} |"
+            )
+            print(rows[-1], flush=True)
+            del cases
+    header = (
+        "| optimizer | workload | mxjax step ms | optax step ms | ratio | mxjax GB/s "
+        "| % of triad | mxjax compile s | optax compile s | mxjax mem | optax mem "
+        "| dropped rounds |\n|" + "---|" * 12
+    )
+    machine = (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"jax {jax.__version__} ({jax.default_backend()}), optax {optax.__version__}; "
+        f"triad bandwidth {bw:.1f} GB/s; {time.strftime('%Y-%m-%d %H:%M')}"
+    )
+    text = (
+        "# Optimizer step benchmark\n\n"
+        f"Machine: {machine}.\n\n"
+        "mxjax through `mx.optimizer.jit_update` (donated, params first); optax through "
+        "`jax.jit` of `update` + `apply_updates` donated params-first (its best case). "
+        "`mem` is (params + grads + state + the compiled step's temporaries) / (params + "
+        "grads + state).\n\n" + header + "\n" + "\n".join(rows) + "\n"
+    )
+    with open(args.out, "w") as f:
+        f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
