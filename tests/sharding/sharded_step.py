@@ -1,0 +1,70 @@
+"""Run in a subprocess with 8 simulated host devices (see test_sharding.py)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from jax.sharding import Mesh, NamedSharding  # noqa: E402
+from jax.sharding import PartitionSpec as P  # noqa: E402
+
+import mxjax as mx  # noqa: E402
+
+
+def main(names: list[str]) -> None:
+    assert jax.device_count() == 8, jax.devices()
+    mesh = Mesh(np.array(jax.devices()).reshape(4, 2), ("data", "model"))
+    specs = {"fc_weight": P("data", "model"), "fc_bias": P("model"), "emb": P(None, "data")}
+    shapes = {"fc_weight": (64, 32), "fc_bias": (32,), "emb": (8, 128)}
+    keys = dict(zip(shapes, jax.random.split(jax.random.key(0), 3), strict=True))
+    params = {k: jax.random.normal(keys[k], s) for k, s in shapes.items()}
+    grads = {k: jnp.cos(3 * v) for k, v in params.items()}
+    shard = {k: NamedSharding(mesh, specs[k]) for k in shapes}
+    for name in names:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            opt = mx.optimizer.create(name)
+        want_p, want_s = params, opt.init(params)
+        for _ in range(3):
+            want_p, want_s = jax.jit(opt.update)(grads, want_s, want_p)
+
+        p = jax.device_put(params, shard)
+        g = jax.device_put(grads, shard)
+        s = opt.init(p)
+        step = mx.optimizer.jit_update(opt)
+        compiled = jax.jit(
+            lambda params, state, grads: opt.update(grads, state, params),
+            donate_argnums=(0, 1),
+        ).lower(p, s, g).compile()
+        for _ in range(3):
+            p, s = step(g, s, p)
+        for k in shapes:  # every parameter keeps its sharding
+            assert p[k].sharding.is_equivalent_to(shard[k], len(shapes[k])), (name, k)
+        # Every state slot shaped like a parameter is sharded like it (no full replica).
+        flat_s = jax.tree_util.tree_flatten_with_path(s.slots)[0]
+        for path, x in flat_s:
+            leaf = jax.tree_util.keystr(path[:1]).strip("[]'")
+            if x.shape == shapes[leaf]:
+                assert x.sharding.is_equivalent_to(shard[leaf], x.ndim), (name, path)
+                per_device = {d.data.shape for d in x.addressable_shards}
+                assert all(np.prod(sh) < np.prod(x.shape) for sh in per_device), (name, path)
+        # The compiled (per-device) step's temporaries are smaller than a full replica of
+        # the largest parameter: it is never gathered whole.
+        # (Not SGLD: XLA generates its Gaussian noise for the whole leaf on each device.)
+        full = max(int(np.prod(s_)) * 4 for s_ in shapes.values())
+        mem = compiled.memory_analysis()
+        assert mem is not None
+        assert name == "sgld" or mem.temp_size_in_bytes < full, (name, mem.temp_size_in_bytes)
+        for k in shapes:  # equals the unsharded result
+            np.testing.assert_allclose(np.asarray(p[k]), np.asarray(want_p[k]), rtol=2e-6, atol=1e-7)
+        print("ok", name, flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
