@@ -32,6 +32,7 @@ first), and XLA inserts copies to break the resulting cycles.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -476,16 +477,28 @@ def _check_update_trees(
     return g_flat, per_leaf
 
 
+@functools.lru_cache(maxsize=4096)
+def _expected_slots(
+    rule: Rule, info: _Leaf, shape: tuple[int, ...], dtype: jnp.dtype
+) -> tuple[tuple[tuple[int, ...], str], ...]:
+    """The (shape, dtype) of each slot ``init`` makes for a leaf (cached per trace)."""
+    out = jax.eval_shape(
+        lambda x: _init_leaf(rule, info, x), jax.ShapeDtypeStruct(shape, dtype)
+    )
+    return tuple((tuple(e.shape), str(e.dtype)) for e in out)
+
+
 def _check_slots(rule: Rule, info: _Leaf, w: jax.Array, slots: Any) -> None:
-    expected = jax.eval_shape(lambda x: _init_leaf(rule, info, x), w)
-    got = tuple(jax.ShapeDtypeStruct(jnp.shape(s), jnp.result_type(s)) for s in slots) \
-        if isinstance(slots, tuple) else None
-    want = tuple(jax.ShapeDtypeStruct(e.shape, e.dtype) for e in expected)
+    want = _expected_slots(rule, info, tuple(jnp.shape(w)), jnp.result_type(w))
+    got = (
+        tuple((tuple(jnp.shape(x)), str(jnp.result_type(x))) for x in slots)
+        if isinstance(slots, tuple)
+        else None
+    )
     if got != want:
         raise ValueError(
             f"state for parameter {info.name!r} does not fit this optimizer: expected "
-            f"slots {[(s.shape, str(s.dtype)) for s in want]}, got "
-            f"{None if got is None else [(s.shape, str(s.dtype)) for s in got]} "
+            f"slots {list(want)}, got {None if got is None else list(got)} "
             "(a state from another optimizer or another parameter tree?)"
         )
 
