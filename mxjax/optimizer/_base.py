@@ -61,6 +61,8 @@ class Hyper(NamedTuple):
       extra: what the rule's ``prepare`` returned for this step, else ``None``.
       rescale_grad: the optimizer's ``rescale_grad`` (for kernels with ``wd_mode="raw"``).
       clip: the effective clip bound, or ``None`` when MXNet would not clip.
+      decay: whether the leaf's weight decay is nonzero (a static bool: kernels may skip
+        the ``wd * w`` term, which then only matters for non-finite weights).
     """
 
     lr: jax.Array
@@ -72,6 +74,7 @@ class Hyper(NamedTuple):
     extra: Any
     rescale_grad: float
     clip: float | None
+    decay: bool = True
 
 
 Slots = tuple[jax.Array, ...]
@@ -619,6 +622,7 @@ def from_rule(
                 extra=step_extra,
                 rescale_grad=cfg.rescale_grad,
                 clip=cfg.clip,
+                decay=cfg.wd * info.wd_mult != 0.0,
             )
             if rule.wd_mode == "in_clip":
                 if cfg.wd * info.wd_mult != 0.0:

@@ -18,13 +18,17 @@ def sgd_kernel(momentum: float) -> Rule:
     """The rule of MXNet's ``multi_sgd_update`` / ``multi_sgd_mom_update`` kernels."""
 
     def plain(w: jax.Array, g: jax.Array, s: Slots, h: Hyper) -> tuple[jax.Array, Slots]:
+        if not h.decay:
+            return w + -h.lr * g, s
         return w + (-(h.lr * h.wd) * w - h.lr * g), s
 
     def with_momentum(
         w: jax.Array, g: jax.Array, s: Slots, h: Hyper
     ) -> tuple[jax.Array, Slots]:
         (mom,) = s
-        mom = momentum * mom - (h.lr * h.wd) * w - h.lr * g
+        mom = momentum * mom - h.lr * g if not h.decay else (
+            momentum * mom - (h.lr * h.wd) * w - h.lr * g
+        )
         return w + mom, (mom,)
 
     if momentum > 0.0:
