@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from ._adam import check_betas
-from ._adamw import bias_corrected_lr, unfused
-from ._base import Hyper, Optimizer, Rule, Slots, check_range, from_rule
+from ._adamw import bias_corrected_lr
+from ._base import Hyper, Optimizer, Rule, Slots, check_range, from_rule, unfused
 
 
 def adabelief(

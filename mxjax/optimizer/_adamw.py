@@ -8,17 +8,16 @@ import jax
 import jax.numpy as jnp
 
 from ._adam import check_betas
-from ._base import Hyper, Optimizer, Rule, Slots, check_range, from_rule, one_minus_pow
-
-
-def unfused(x: jax.Array) -> jax.Array:
-    """``x``, rounded to its dtype before the next operation (no FMA contraction).
-
-    The select hides the product from LLVM's contraction into a fused multiply-add
-    (``lax.optimization_barrier`` and ``reduce_precision`` are optimised away); the
-    value is unchanged, NaN included.
-    """
-    return jnp.where(x == x, x, jnp.nan)
+from ._base import (
+    Hyper,
+    Optimizer,
+    Rule,
+    Slots,
+    check_range,
+    from_rule,
+    one_minus_pow,
+    unfused,
+)
 
 
 def bias_corrected_lr(
