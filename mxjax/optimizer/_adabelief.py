@@ -7,8 +7,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ._adam import check_betas
-from ._adamw import bias_corrected_lr
+from ._adam import bias_corrected_lr, check_betas
 from ._base import Hyper, Optimizer, Rule, Slots, check_range, from_rule, unfused
 
 

@@ -15,6 +15,17 @@ def check_betas(**betas: float) -> None:
         check_range(name, beta, lo=0.0, hi=1.0, hi_open=True)
 
 
+def bias_corrected_lr(
+    lr: jax.Array, beta1: float, beta2: float, t: jax.Array, correct_bias: bool
+) -> jax.Array:
+    """``lr·sqrt(1-β2^t)/(1-β1^t)`` (MXNet's float64 Python algebra, rounded once), or
+    ``lr`` when ``correct_bias`` is off."""
+    if not correct_bias:
+        return lr
+    corr = jnp.sqrt(one_minus_pow(beta2, t)) / one_minus_pow(beta1, t)
+    return (lr.astype(jnp.float32) * corr).astype(lr.dtype)
+
+
 def adam(
     learning_rate: float = 0.001,
     beta1: float = 0.9,
@@ -59,8 +70,7 @@ def adam(
         b1, b2 = jnp.float32(beta1).astype(w.dtype), jnp.float32(beta2).astype(w.dtype)
         mean = b1 * mean + (1 - b1) * g
         var = b2 * var + (1 - b2) * g * g
-        corr = jnp.sqrt(one_minus_pow(beta2, h.t)) / one_minus_pow(beta1, h.t)
-        lr_t = (h.lr.astype(jnp.float32) * corr).astype(w.dtype)
+        lr_t = bias_corrected_lr(h.lr, beta1, beta2, h.t, True)
         return w - lr_t * mean / (jnp.sqrt(var) + jnp.asarray(epsilon, w.dtype)), (
             mean,
             var,

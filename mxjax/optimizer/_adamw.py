@@ -7,7 +7,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ._adam import check_betas
+from ._adam import bias_corrected_lr, check_betas
 from ._base import (
     Hyper,
     Optimizer,
@@ -15,19 +15,8 @@ from ._base import (
     Slots,
     check_range,
     from_rule,
-    one_minus_pow,
     unfused,
 )
-
-
-def bias_corrected_lr(
-    lr: jax.Array, beta1: float, beta2: float, t: jax.Array, correct_bias: bool
-) -> jax.Array:
-    """``lr·sqrt(1-β2^t)/(1-β1^t)`` (MXNet 2.0's float64 Python algebra), or ``lr``."""
-    if not correct_bias:
-        return lr
-    corr = jnp.sqrt(one_minus_pow(beta2, t)) / one_minus_pow(beta1, t)
-    return (lr.astype(jnp.float32) * corr).astype(lr.dtype)
 
 
 def adamw(
