@@ -109,8 +109,9 @@ class Rule:
       prepare: ``(extra, t, lr, num_leaves) -> (step_extra, new_extra)``, run once per
         step before the kernels; ``step_extra`` reaches every kernel as ``h.extra``.
       count_offset: added to ``num_update`` when calling the schedule (LBSGD: -1) [Q5].
-      elementwise: the kernel is elementwise apart from ``h`` (a multi-tensor path may
-        apply it to concatenated buffers).
+      elementwise: the kernel may run on several leaves concatenated into one flat
+        buffer (``multi_tensor=True``): it is elementwise, draws no random numbers and
+        does not use ``h.index`` or ``h.name``.
     """
 
     kernel: Kernel
@@ -157,6 +158,7 @@ class Common(TypedDict, total=False):
     wd_mult: Mapping[str, float] | None
     wd_by_name: bool
     skip_nonfinite: bool
+    multi_tensor: bool
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -328,6 +330,7 @@ class _Config:
     wd_mult: Mapping[str, float]
     wd_by_name: bool
     skip_nonfinite: bool
+    multi_tensor: bool
 
 
 def _effective_clip(clip_gradient: float | None, mode: str) -> float | None:
@@ -370,7 +373,7 @@ def _config(rule: Rule, learning_rate: float | Schedule | None, c: Common) -> _C
         raise ValueError(
             f"begin_num_update must be an int in [0, 2**31 - 1), got {begin!r}"
         )
-    for flag in ("multi_precision", "wd_by_name", "skip_nonfinite"):
+    for flag in ("multi_precision", "wd_by_name", "skip_nonfinite", "multi_tensor"):
         if not isinstance(c.get(flag, False), bool):
             raise TypeError(f"{flag} must be a bool, got {c.get(flag)!r}")
     return _Config(
@@ -384,6 +387,7 @@ def _config(rule: Rule, learning_rate: float | Schedule | None, c: Common) -> _C
         wd_mult=_mults("wd_mult", c.get("wd_mult")),
         wd_by_name=c.get("wd_by_name", False),
         skip_nonfinite=c.get("skip_nonfinite", False),
+        multi_tensor=c.get("multi_tensor", False),
     )
 
 
@@ -458,7 +462,7 @@ def _init_leaf(rule: Rule, info: _Leaf, w: jax.Array) -> tuple[jax.Array, ...]:
 
 def _check_update_trees(
     names: list[str], treedef: Any, p_leaves: list, grads: Grads, state: Any
-) -> tuple[list, list]:
+) -> list:
     """Trace-time checks; returns the grads' leaves."""
     if not isinstance(state, OptState):
         raise TypeError(
@@ -482,14 +486,17 @@ def _check_update_trees(
                 f"gradient of parameter {name!r} has dtype {jnp.result_type(g)}, the "
                 f"parameter has dtype {jnp.result_type(w)}"
             )
+    return g_flat
+
+
+def _slots_per_leaf(treedef: Any, slots: PyTree) -> list:
     try:
-        per_leaf = treedef.flatten_up_to(state.slots)
+        return treedef.flatten_up_to(slots)
     except (ValueError, TypeError) as e:
         raise ValueError(
             "state.slots does not match the params' tree: was the state made by "
             f"init() on other parameters? ({e})"
         ) from None
-    return g_flat, per_leaf
 
 
 @functools.lru_cache(maxsize=4096)
@@ -549,6 +556,100 @@ def _all_finite(leaves: Sequence[jax.Array]) -> jax.Array:
     return ok
 
 
+def apply_rule(
+    rule: Rule,
+    cfg: _Config,
+    info: _Leaf,
+    w: jax.Array | None,
+    g: jax.Array,
+    slots: Sequence[jax.Array],
+    *,
+    t: jax.Array,
+    lr: jax.Array,
+    extra: Any,
+    index: int,
+    num_leaves: int,
+) -> tuple[jax.Array, Slots]:
+    """One leaf (or one multi-tensor group) through MXNet's preamble and the kernel.
+
+    ``w`` may be ``None`` under a master copy (the last slot). Returns the new weight in
+    the leaf's dtype and the new slots (master copy last).
+    """
+    slots = tuple(slots)
+    if info.master:
+        *rest, w_c = slots
+        slots = tuple(rest)
+    else:
+        w_c = w.astype(info.compute)
+    g_c = g.astype(info.compute)
+    decay = cfg.wd * info.wd_mult != 0.0
+    h = Hyper(
+        lr=(lr * info.lr_mult if info.lr_mult != 1.0 else lr).astype(info.compute),
+        wd=jnp.asarray(cfg.wd * info.wd_mult, info.compute),
+        t=t,
+        index=index,
+        name=info.name,
+        num_leaves=num_leaves,
+        extra=extra,
+        rescale_grad=cfg.rescale_grad,
+        clip=cfg.clip,
+        decay=decay,
+    )
+    if rule.wd_mode == "in_clip":
+        if decay:
+            g_c = g_c * cfg.rescale_grad + h.wd * w_c
+            g_c = g_c if cfg.clip is None else jnp.clip(g_c, -cfg.clip, cfg.clip)
+        else:
+            g_c = rescale_clip(g_c, h)
+    elif rule.wd_mode == "kernel":
+        g_c = rescale_clip(g_c, h)
+    w_new, slots_new = rule.kernel(w_c, g_c, slots, h)
+    slots_new = tuple(slots_new)
+    if info.master:
+        slots_new = (*slots_new, w_new)
+    return unfused(w_new).astype(info.dtype), slots_new
+
+
+class _PerLeaf:
+    """The reference state layout: each leaf's slots, in the leaf's shape."""
+
+    def __init__(self, rule: Rule, cfg: _Config):
+        self.rule, self.cfg = rule, cfg
+
+    def init(self, infos: list[_Leaf], leaves: list, treedef: Any) -> PyTree:
+        slots = [_init_leaf(self.rule, i, w) for i, w in zip(infos, leaves)]
+        return jax.tree_util.tree_unflatten(treedef, slots)
+
+    def check(self, infos: list[_Leaf], leaves: list, treedef: Any, slots: PyTree) -> None:
+        for info, w, s in zip(infos, leaves, _slots_per_leaf(treedef, slots)):
+            _check_slots(self.rule, info, w, s)
+
+    def step(
+        self,
+        infos: list[_Leaf],
+        p_leaves: list,
+        g_leaves: list,
+        treedef: Any,
+        slots: PyTree,
+        **kw: Any,
+    ) -> tuple[list, PyTree]:
+        new_params, new_slots = [], []
+        per_leaf = _slots_per_leaf(treedef, slots)
+        for j, (info, w, g, s) in enumerate(zip(infos, p_leaves, g_leaves, per_leaf)):
+            w_new, s_new = apply_rule(
+                self.rule, self.cfg, info, w, g, s, index=j, num_leaves=len(p_leaves), **kw
+            )
+            new_params.append(w_new)
+            new_slots.append(s_new)
+        return new_params, jax.tree_util.tree_unflatten(treedef, new_slots)
+
+
+def _multi_layout(rule: Rule, cfg: _Config) -> Any:
+    from ._multi import MultiTensor  # the multi-tensor layout builds on this module
+
+    return MultiTensor(rule, cfg)
+
+
 def from_rule(
     rule: Rule,
     *,
@@ -566,7 +667,8 @@ def from_rule(
       hyperparams: the optimizer's own arguments, recorded on the result.
       **common: MXNet's base arguments (:class:`Common`): ``lr_scheduler``, ``wd``,
         ``rescale_grad``, ``clip_gradient``, ``begin_num_update``, ``multi_precision``,
-        ``lr_mult``, ``wd_mult``, ``wd_by_name``, ``skip_nonfinite``.
+        ``lr_mult``, ``wd_mult``, ``wd_by_name``, ``skip_nonfinite``, ``multi_tensor``
+        (small leaves share flat state buffers; see :mod:`mxjax.optimizer._multi`).
     """
     unknown = set(common) - set(Common.__annotations__)
     if unknown:
@@ -575,6 +677,10 @@ def from_rule(
             f"are {sorted(Common.__annotations__)}"
         )
     cfg = _config(rule, learning_rate, common)
+
+    layout = _multi_layout(rule, cfg) if cfg.multi_tensor and rule.elementwise else (
+        _PerLeaf(rule, cfg)
+    )
 
     def init(params: Params) -> OptState:
         names, leaves, treedef = _flatten_named(params, "params")
@@ -588,10 +694,9 @@ def from_rule(
                     UserWarning,
                     stacklevel=2,
                 )
-        slots = [_init_leaf(rule, i, w) for i, w in zip(infos, leaves)]
         return OptState(
             count=jnp.asarray(cfg.begin_num_update, jnp.int32),
-            slots=jax.tree_util.tree_unflatten(treedef, slots),
+            slots=layout.init(infos, leaves, treedef),
             extra=None if rule.init_extra is None else rule.init_extra(),
             skipped=jnp.zeros((), jnp.int32),
         )
@@ -599,11 +704,8 @@ def from_rule(
     def update(grads: Grads, state: OptState, params: Params) -> tuple[Params, OptState]:
         names, p_leaves, treedef = _flatten_named(params, "params")
         infos = _leaf_info(rule, cfg, names, p_leaves)
-        g_leaves, slot_leaves = _check_update_trees(
-            names, treedef, p_leaves, grads, state
-        )
-        for info, w, s in zip(infos, p_leaves, slot_leaves):
-            _check_slots(rule, info, w, s)
+        g_leaves = _check_update_trees(names, treedef, p_leaves, grads, state)
+        layout.check(infos, p_leaves, treedef, state.slots)
         _check_extra(rule, state.extra)
 
         t = state.count + 1
@@ -613,50 +715,10 @@ def from_rule(
             if rule.prepare is None
             else rule.prepare(state.extra, t, lr, len(p_leaves))
         )
-        new_params, new_slots = [], []
-        for j, (info, w, g, s) in enumerate(zip(infos, p_leaves, g_leaves, slot_leaves)):
-            slots = tuple(s)
-            if info.master:
-                *slots, w_c = slots
-                slots = tuple(slots)
-            else:
-                w_c = w.astype(info.compute)
-            g_c = g.astype(info.compute)
-            h = Hyper(
-                lr=(lr * info.lr_mult if info.lr_mult != 1.0 else lr).astype(
-                    info.compute
-                ),
-                wd=jnp.asarray(cfg.wd * info.wd_mult, info.compute),
-                t=t,
-                index=j,
-                name=info.name,
-                num_leaves=len(p_leaves),
-                extra=step_extra,
-                rescale_grad=cfg.rescale_grad,
-                clip=cfg.clip,
-                decay=cfg.wd * info.wd_mult != 0.0,
-            )
-            if rule.wd_mode == "in_clip":
-                if cfg.wd * info.wd_mult != 0.0:
-                    g_c = g_c * cfg.rescale_grad + h.wd * w_c
-                    g_c = g_c if cfg.clip is None else jnp.clip(g_c, -cfg.clip, cfg.clip)
-                else:
-                    g_c = rescale_clip(g_c, h)
-            elif rule.wd_mode == "kernel":
-                g_c = rescale_clip(g_c, h)
-            w_new, slots_new = rule.kernel(w_c, g_c, slots, h)
-            slots_new = tuple(slots_new)
-            if info.master:
-                slots_new = (*slots_new, w_new)
-            new_params.append(unfused(w_new).astype(info.dtype))
-            new_slots.append(slots_new)
-
-        new_state = OptState(
-            count=t,
-            slots=jax.tree_util.tree_unflatten(treedef, new_slots),
-            extra=new_extra,
-            skipped=state.skipped,
+        new_params, new_slots = layout.step(
+            infos, p_leaves, g_leaves, treedef, state.slots, t=t, lr=lr, extra=step_extra
         )
+        new_state = OptState(count=t, slots=new_slots, extra=new_extra, skipped=state.skipped)
         new_params = jax.tree_util.tree_unflatten(treedef, new_params)
         if cfg.skip_nonfinite:
             ok = _all_finite(g_leaves)

@@ -199,7 +199,7 @@ def lbsgd(
             wd_mode="raw",
             count_offset=-1,
             prepare=prepare if callable(rate) else None,
-            elementwise=warmup_strategy != "lars",  # 'lars' needs whole-leaf sums
+            elementwise=False,  # per-leaf lr lag [Q5]; 'lars' needs whole-leaf sums
         ),
         name="lbsgd",
         learning_rate=learning_rate,

@@ -80,6 +80,7 @@ def nadam(
             clip_mode="python",
             init_extra=lambda: jnp.ones((), jnp.float32),
             prepare=prepare,
+            elementwise=False,  # the schedule depends on the leaf's index
         ),
         name="nadam",
         learning_rate=learning_rate,

@@ -76,6 +76,7 @@ def sgld(learning_rate: float | None = None, seed: int = 0, **common: Any) -> Op
             clip_mode="python",
             init_extra=init_extra,
             prepare=prepare,
+            elementwise=False,  # noise drawn per leaf
         ),
         name="sgld",
         learning_rate=learning_rate,

@@ -1,0 +1,189 @@
+r"""The multi-tensor state layout (``multi_tensor=True``): small leaves share flat buffers.
+
+With ``multi_tensor=True`` (a common argument of every optimizer), the leaves with at most
+:data:`MAX_ELEMENTS` elements that share a dtype, compute dtype, master-copy flag,
+``lr_mult`` and ``wd_mult`` form a *group*. A group's state is one flat buffer per slot,
+shape ``(1, n)`` (``n`` the group's element count; ``(1, 1, n)`` ... if a parameter has
+that shape), and one step of the group is **one** run of the rule's kernel on the
+concatenated weights and gradients::
+
+    G = concat(g_1, ..., g_k)            W = concat(w_1, ..., w_k)  (or the master copy)
+    W', S' = kernel(W, G, S, h)           w_i' = W'[o_i : o_i + size_i]
+
+Larger leaves keep the reference per-leaf layout. The state is a :class:`MultiSlots`
+in ``state.slots``; :class:`~mxjax.optimizer.OptState` is otherwise unchanged.
+
+Why: on XLA's CPU backend every fused kernel costs a few microseconds of dispatch however
+small it is, and the per-leaf path runs one kernel per output array (Adam: new weight, m,
+v). A group runs its algebra in one kernel whatever its leaf count, and each new weight is
+a slice of the group's result. The start offsets ``o_i`` are kept in the state as int32
+scalars, so the slice kernels of equally-sized leaves are identical and XLA compiles one of
+them instead of one per leaf (constant offsets make every slice a distinct kernel).
+
+Only rules with ``Rule.elementwise`` (no use of ``h.index``/``h.name``, no random draws, no
+reductions over a leaf) use this layout; any other optimizer ignores the flag. Every
+element goes through the same operations as on the per-leaf path, so results are bitwise
+equal (tested for every eligible optimizer, and by the MXNet parity replay).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from .._typing import PyTree
+from ._base import (
+    Rule,
+    _Config,
+    _init_leaf,
+    _Leaf,
+    _slots_per_leaf,
+    apply_rule,
+)
+
+MAX_ELEMENTS = 1 << 16
+"""Leaves up to this many elements join a group; larger ones are bandwidth-bound anyway."""
+
+_MAX_GROUP = 2**31 - 1  # offsets are int32
+
+
+class MultiSlots(NamedTuple):
+    """``state.slots`` under ``multi_tensor=True``.
+
+    Attributes:
+      leaves: a tree with the params' structure: each ungrouped leaf's slot tuple, ``()``
+        for a leaf that belongs to a group.
+      groups: per group, its flat slot buffers (master copy last).
+      offsets: per group, each member's start in the flat buffers (int32 scalars).
+    """
+
+    leaves: PyTree
+    groups: tuple[tuple[jax.Array, ...], ...]
+    offsets: tuple[tuple[jax.Array, ...], ...]
+
+
+class _Group(NamedTuple):
+    info: _Leaf  # the members' shared facts
+    members: tuple[int, ...]  # leaf indices in tree order
+    shape: tuple[int, ...]  # the flat buffers' shape, (1, ..., n)
+
+
+def _size(x: Any) -> int:
+    return int(np.prod(jnp.shape(x), dtype=np.int64))
+
+
+def plan(infos: list[_Leaf], leaves: list) -> list[_Group]:
+    """The groups of a tree (static: depends on shapes, dtypes and multipliers only)."""
+    buckets: dict[tuple, list[list[int]]] = {}
+    for j, (info, w) in enumerate(zip(infos, leaves)):
+        n = _size(w)
+        if not 0 < n <= MAX_ELEMENTS:
+            continue
+        key = (info.dtype, info.compute, info.master, info.lr_mult, info.wd_mult)
+        runs = buckets.setdefault(key, [[]])
+        if sum(_size(leaves[i]) for i in runs[-1]) + n > _MAX_GROUP:
+            runs.append([])
+        runs[-1].append(j)
+    taken = {tuple(jnp.shape(w)) for w in leaves}
+    groups = []
+    for runs in buckets.values():
+        for members in runs:
+            if len(members) < 2:
+                continue
+            total = sum(_size(leaves[i]) for i in members)
+            shape: tuple[int, ...] = (1, total)
+            while shape in taken:  # a parameter must never share a slot's shape
+                shape = (1, *shape)
+            first, last = infos[members[0]], infos[members[-1]]
+            info = first._replace(name=f"<group {first.name}..{last.name}>")
+            groups.append(_Group(info, tuple(members), shape))
+    return groups
+
+
+def _concat(xs: list, shape: tuple[int, ...]) -> jax.Array:
+    return jnp.concatenate([jnp.reshape(x, -1) for x in xs]).reshape(shape)
+
+
+class MultiTensor:
+    """The multi-tensor layout (see the module docstring)."""
+
+    def __init__(self, rule: Rule, cfg: _Config):
+        self.rule, self.cfg = rule, cfg
+
+    def init(self, infos: list[_Leaf], leaves: list, treedef: Any) -> MultiSlots:
+        groups = plan(infos, leaves)
+        grouped = {j for gr in groups for j in gr.members}
+        per_leaf = [
+            () if j in grouped else _init_leaf(self.rule, info, w)
+            for j, (info, w) in enumerate(zip(infos, leaves))
+        ]
+        flat, offsets = [], []
+        for gr in groups:
+            w = _concat([leaves[j] for j in gr.members], gr.shape)
+            flat.append(_init_leaf(self.rule, gr.info, w))
+            starts = np.cumsum([0] + [_size(leaves[j]) for j in gr.members[:-1]])
+            offsets.append(tuple(jnp.asarray(o, jnp.int32) for o in starts))
+        return MultiSlots(
+            jax.tree_util.tree_unflatten(treedef, per_leaf), tuple(flat), tuple(offsets)
+        )
+
+    def check(self, infos: list[_Leaf], leaves: list, treedef: Any, slots: Any) -> None:
+        specs = [jax.ShapeDtypeStruct(jnp.shape(w), jnp.result_type(w)) for w in leaves]
+        want = jax.eval_shape(lambda ls: self.init(infos, ls, treedef), specs)
+        aval = lambda x: (tuple(jnp.shape(x)), str(jnp.result_type(x)))  # noqa: E731
+        ok = isinstance(slots, MultiSlots)
+        if ok:
+            _slots_per_leaf(treedef, slots.leaves)  # names a tree mismatch
+            try:
+                ok = jax.tree.structure(slots) == jax.tree.structure(want) and all(
+                    aval(a) == aval(b)
+                    for a, b in zip(jax.tree.leaves(slots), jax.tree.leaves(want))
+                )
+            except TypeError:
+                ok = False
+        if not ok:
+            raise ValueError(
+                "state.slots does not fit this optimizer's multi-tensor layout: expected "
+                f"{jax.tree.map(aval, want)}, got "
+                f"{jax.tree.map(aval, slots) if isinstance(slots, tuple) else slots!r} "
+                "(a state from init() with multi_tensor=False, from another optimizer or "
+                "from another parameter tree?)"
+            )
+
+    def step(
+        self,
+        infos: list[_Leaf],
+        p_leaves: list,
+        g_leaves: list,
+        treedef: Any,
+        slots: MultiSlots,
+        **kw: Any,
+    ) -> tuple[list, MultiSlots]:
+        n = len(p_leaves)
+        groups = plan(infos, p_leaves)
+        new_params: list = [None] * n
+        new_leaf_slots = list(_slots_per_leaf(treedef, slots.leaves))
+        for k, gr in enumerate(groups):
+            w = None if gr.info.master else _concat([p_leaves[j] for j in gr.members], gr.shape)
+            g = _concat([g_leaves[j] for j in gr.members], gr.shape)
+            w_new, s_new = apply_rule(
+                self.rule, self.cfg, gr.info, w, g, slots.groups[k], index=-1,
+                num_leaves=n, **kw,
+            )
+            flat = w_new.reshape(-1)
+            for j, start in zip(gr.members, slots.offsets[k]):
+                leaf = p_leaves[j]
+                piece = lax.dynamic_slice(flat, (start,), (_size(leaf),))
+                new_params[j] = piece.reshape(jnp.shape(leaf))
+            slots = slots._replace(groups=(*slots.groups[:k], s_new, *slots.groups[k + 1 :]))
+        for j, (info, w, g, s) in enumerate(zip(infos, p_leaves, g_leaves, new_leaf_slots)):
+            if new_params[j] is None:
+                new_params[j], new_leaf_slots[j] = apply_rule(
+                    self.rule, self.cfg, info, w, g, s, index=j, num_leaves=n, **kw
+                )
+        leaves = jax.tree_util.tree_unflatten(treedef, new_leaf_slots)
+        return new_params, slots._replace(leaves=leaves)
