@@ -490,12 +490,18 @@ def _check_update_trees(
 
 
 def _slots_per_leaf(treedef: Any, slots: PyTree) -> list:
+    if type(slots).__name__ == "MultiSlots":
+        raise ValueError(
+            "state.slots is a multi-tensor state (from init() of an optimizer created "
+            "with multi_tensor=True); this optimizer does not fit it: it keeps per-leaf "
+            "slots (multi_tensor=False, or a rule that is not elementwise)"
+        )
     try:
         return treedef.flatten_up_to(slots)
     except (ValueError, TypeError) as e:
         raise ValueError(
             "state.slots does not match the params' tree: was the state made by "
-            f"init() on other parameters? ({e})"
+            f"init() on other parameters? ({str(e)[:300]})"
         ) from None
 
 

@@ -78,23 +78,26 @@ def _size(x: Any) -> int:
 
 def plan(infos: list[_Leaf], leaves: list) -> list[_Group]:
     """The groups of a tree (static: depends on shapes, dtypes and multipliers only)."""
+    sizes = [_size(w) for w in leaves]
     buckets: dict[tuple, list[list[int]]] = {}
-    for j, (info, w) in enumerate(zip(infos, leaves)):
-        n = _size(w)
+    totals: dict[tuple, int] = {}
+    for j, (info, n) in enumerate(zip(infos, sizes)):
         if not 0 < n <= MAX_ELEMENTS:
             continue
         key = (info.dtype, info.compute, info.master, info.lr_mult, info.wd_mult)
         runs = buckets.setdefault(key, [[]])
-        if sum(_size(leaves[i]) for i in runs[-1]) + n > _MAX_GROUP:
+        if totals.get(key, 0) + n > _MAX_GROUP:
             runs.append([])
+            totals[key] = 0
         runs[-1].append(j)
+        totals[key] = totals.get(key, 0) + n
     taken = {tuple(jnp.shape(w)) for w in leaves}
     groups = []
     for runs in buckets.values():
         for members in runs:
             if len(members) < 2:
                 continue
-            total = sum(_size(leaves[i]) for i in members)
+            total = sum(sizes[i] for i in members)
             shape: tuple[int, ...] = (1, total)
             while shape in taken:  # a parameter must never share a slot's shape
                 shape = (1, *shape)
@@ -174,7 +177,9 @@ class MultiTensor:
                 self.rule, self.cfg, gr.info, w, g, slots.groups[k], index=-1,
                 num_leaves=n, **kw,
             )
-            flat = w_new.reshape(-1)
+            # Materialised once: each leaf's kernel is then a plain slice of it (else XLA
+            # fuses the group's update into every slice, and compiles far longer).
+            flat = lax.optimization_barrier(w_new).reshape(-1)
             for j, start in zip(gr.members, slots.offsets[k]):
                 leaf = p_leaves[j]
                 piece = lax.dynamic_slice(flat, (start,), (_size(leaf),))

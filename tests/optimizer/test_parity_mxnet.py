@@ -71,6 +71,31 @@ def test_matches_mxnet_every_step(name: str, cid: str) -> None:
             )
 
 
+# The multi-tensor layout is bitwise equal to the per-leaf one (tests/optimizer/
+# test_multi_tensor.py); it also replays every 4th recorded case of the eligible optimizers.
+MULTI_CASES = [
+    (n, c)
+    for n, c in CASES
+    if mx.optimizer.create(n).rule.elementwise
+    and not starts_past_max_update(optimizer_cases(n)[c])
+][::4]
+
+
+@pytest.mark.parametrize("name,cid", MULTI_CASES, ids=[f"{n}-{c}" for n, c in MULTI_CASES])
+def test_multi_tensor_matches_mxnet_every_step(name: str, cid: str) -> None:
+    rec = optimizer_cases(name)[cid]
+    rec = {**rec, "jax_kwargs": {**rec["jax_kwargs"], "multi_tensor": True}}
+    want_run = mxnet_run(name, cid, rec)
+    for k, (got_step, want_step) in enumerate(zip(replay(rec), want_run, strict=True), 1):
+        for n, got, want in zip(rec["names"], got_step, want_step):
+            np.testing.assert_allclose(
+                got.astype(np.float64),
+                want.astype(np.float64),
+                err_msg=f"{name} {cid} (multi_tensor): parameter {n!r} after step {k}",
+                **tolerance(rec["dtype"]),
+            )
+
+
 def mxnet_run(name: str, cid: str, rec: dict) -> list[list[np.ndarray]]:
     """The recorded MXNet weights, ``[step][param]``."""
     arrays = optimizer_arrays(name)
