@@ -26,7 +26,9 @@ place, jit with :func:`jit_update`: it donates params and state in the order JAX
 donated inputs with outputs, so XLA writes every buffer in place with no copies.
 ``jax.jit(opt.update, donate_argnums=(1, 2))`` works too, but JAX then pairs each new
 parameter with a donated *state* buffer of the same shape (the state argument comes
-first), and XLA inserts copies to break the resulting cycles.
+first), and XLA inserts copies to break the resulting cycles. With ``multi_tensor=True``
+small leaves share flat state buffers instead (:mod:`mxjax.optimizer._multi`); the base
+talks to either layout through ``init``/``check``/``step`` (:class:`_PerLeaf` here).
 """
 
 from __future__ import annotations

@@ -171,11 +171,22 @@ class MultiTensor:
         new_params: list = [None] * n
         new_leaf_slots = list(_slots_per_leaf(treedef, slots.leaves))
         for k, gr in enumerate(groups):
-            w = None if gr.info.master else _concat([p_leaves[j] for j in gr.members], gr.shape)
+            w = (
+                None
+                if gr.info.master
+                else _concat([p_leaves[j] for j in gr.members], gr.shape)
+            )
             g = _concat([g_leaves[j] for j in gr.members], gr.shape)
             w_new, s_new = apply_rule(
-                self.rule, self.cfg, gr.info, w, g, slots.groups[k], index=-1,
-                num_leaves=n, **kw,
+                self.rule,
+                self.cfg,
+                gr.info,
+                w,
+                g,
+                slots.groups[k],
+                index=-1,
+                num_leaves=n,
+                **kw,
             )
             # Materialised once: each leaf's kernel is then a plain slice of it (else XLA
             # fuses the group's update into every slice, and compiles far longer).
@@ -184,8 +195,12 @@ class MultiTensor:
                 leaf = p_leaves[j]
                 piece = lax.dynamic_slice(flat, (start,), (_size(leaf),))
                 new_params[j] = piece.reshape(jnp.shape(leaf))
-            slots = slots._replace(groups=(*slots.groups[:k], s_new, *slots.groups[k + 1 :]))
-        for j, (info, w, g, s) in enumerate(zip(infos, p_leaves, g_leaves, new_leaf_slots)):
+            slots = slots._replace(
+                groups=(*slots.groups[:k], s_new, *slots.groups[k + 1 :])
+            )
+        for j, (info, w, g, s) in enumerate(
+            zip(infos, p_leaves, g_leaves, new_leaf_slots)
+        ):
             if new_params[j] is None:
                 new_params[j], new_leaf_slots[j] = apply_rule(
                     self.rule, self.cfg, info, w, g, s, index=j, num_leaves=n, **kw

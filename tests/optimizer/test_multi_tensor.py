@@ -41,7 +41,9 @@ def tree() -> dict:
 def grads(params: dict, step: int) -> dict:
     key = jax.random.key(100 + step)
     return {
-        k: (jax.random.normal(jax.random.fold_in(key, i), v.shape) * 0.3).astype(v.dtype)
+        k: (jax.random.normal(jax.random.fold_in(key, i), v.shape) * 0.3).astype(
+            v.dtype
+        )
         for i, (k, v) in enumerate(params.items())
     }
 
@@ -61,7 +63,9 @@ def kwargs(name: str, params: dict) -> dict:
 def run(name: str, multi_tensor: bool, params: dict, steps: int = 3, **extra):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        opt = mx.optimizer.create(name, multi_tensor=multi_tensor, **kwargs(name, params), **extra)
+        opt = mx.optimizer.create(
+            name, multi_tensor=multi_tensor, **kwargs(name, params), **extra
+        )
         state = opt.init(params)
     step = jax.jit(opt.update)
     for k in range(steps):
@@ -89,8 +93,12 @@ def test_same_params_as_per_leaf_bitwise(name: str) -> None:
         # f32 lr_mult 1, f32 lr_mult 2, f16 (master copy): three groups; the big leaf alone
         assert len(state.slots.groups) == (3 if name != "groupadagrad" else 2)
         assert state.slots.leaves["fc_weight"] == ()
-        if "big_weight" in params:  # a big leaf keeps its own slots, as on the reference
-            leaves_equal(state.slots.leaves["big_weight"], ref_state.slots["big_weight"])
+        if (
+            "big_weight" in params
+        ):  # a big leaf keeps its own slots, as on the reference
+            leaves_equal(
+                state.slots.leaves["big_weight"], ref_state.slots["big_weight"]
+            )
     else:  # the flag is ignored: the reference layout
         assert not isinstance(state.slots, MultiSlots)
         leaves_equal(state.slots, ref_state.slots)
@@ -99,13 +107,31 @@ def test_same_params_as_per_leaf_bitwise(name: str) -> None:
 def test_eligible_optimizers() -> None:
     eligible = {n for n in NAMES if mx.optimizer.create(n).rule.elementwise}
     # random, index-dependent and whole-leaf algorithms keep the per-leaf path
-    assert not eligible & {"sgld", "nadam", "lbsgd", "lamb", "lans", "lars", "groupadagrad"}
-    assert {"sgd", "adam", "rmsprop", "adagrad", "adadelta", "ftrl", "signum"} <= eligible
+    assert not eligible & {
+        "sgld",
+        "nadam",
+        "lbsgd",
+        "lamb",
+        "lans",
+        "lars",
+        "groupadagrad",
+    }
+    assert {
+        "sgd",
+        "adam",
+        "rmsprop",
+        "adagrad",
+        "adadelta",
+        "ftrl",
+        "signum",
+    } <= eligible
 
 
 def test_skip_nonfinite_leaves_everything_untouched() -> None:
     params = tree()
-    opt = mx.optimizer.create("adam", multi_tensor=True, skip_nonfinite=True, multi_precision=True)
+    opt = mx.optimizer.create(
+        "adam", multi_tensor=True, skip_nonfinite=True, multi_precision=True
+    )
     state = opt.init(params)
     g = grads(params, 0)
     g["fc_bias"] = g["fc_bias"].at[1].set(jnp.nan)
@@ -117,13 +143,17 @@ def test_skip_nonfinite_leaves_everything_untouched() -> None:
 
 
 def small_tree(n: int = 40) -> dict:
-    return {f"layer{i}": jnp.full((3 + i % 4, 5), 0.1 * i, jnp.float32) for i in range(n)}
+    return {
+        f"layer{i}": jnp.full((3 + i % 4, 5), 0.1 * i, jnp.float32) for i in range(n)
+    }
 
 
 ARRAY_COPY = re.compile(r"= \w+\[\d[\d,]*\]\{[\d,]*\} copy\(")
 
 
-@pytest.mark.parametrize("name", ["sgd", "adam", "rmsprop", "adagrad", "adadelta", "signum"])
+@pytest.mark.parametrize(
+    "name", ["sgd", "adam", "rmsprop", "adagrad", "adadelta", "signum"]
+)
 def test_naive_donated_jit_copies_no_array(name: str) -> None:
     """``jax.jit(opt.update, donate_argnums=(1, 2))``: flat slots never share a
     parameter's shape, so JAX pairs every donated buffer with its own successor.
@@ -135,15 +165,28 @@ def test_naive_donated_jit_copies_no_array(name: str) -> None:
     opt = mx.optimizer.create(name, multi_tensor=True, **kw)
     state = opt.init(params)
     g = jax.tree.map(jnp.ones_like, params)
-    hlo = jax.jit(opt.update, donate_argnums=(1, 2)).lower(g, state, params).compile().as_text()
+    hlo = (
+        jax.jit(opt.update, donate_argnums=(1, 2))
+        .lower(g, state, params)
+        .compile()
+        .as_text()
+    )
     assert not ARRAY_COPY.findall(hlo)
     ref = mx.optimizer.create(name, multi_tensor=False, **kw)
-    hlo_ref = jax.jit(ref.update, donate_argnums=(1, 2)).lower(g, ref.init(params), params)
-    assert ARRAY_COPY.findall(hlo_ref.compile().as_text())  # what the flat layout avoids
+    hlo_ref = jax.jit(ref.update, donate_argnums=(1, 2)).lower(
+        g, ref.init(params), params
+    )
+    assert ARRAY_COPY.findall(
+        hlo_ref.compile().as_text()
+    )  # what the flat layout avoids
 
 
 def test_slot_shape_never_equals_a_parameter_shape() -> None:
-    params = {"a": jnp.ones((2,)), "b": jnp.ones((4,)), "c": jnp.ones((1, 6), jnp.bfloat16)}
+    params = {
+        "a": jnp.ones((2,)),
+        "b": jnp.ones((4,)),
+        "c": jnp.ones((1, 6), jnp.bfloat16),
+    }
     opt = mx.optimizer.create("adam", multi_tensor=True, multi_precision=True)
     state = opt.init(params)
     ((m, v),) = state.slots.groups  # a and b; c is alone in its dtype
@@ -156,7 +199,9 @@ def test_slot_shape_never_equals_a_parameter_shape() -> None:
 
 
 def test_plan_groups_by_dtype_and_multipliers() -> None:
-    opt = mx.optimizer.create("sgd", multi_tensor=True, lr_mult={"b": 0.5}, momentum=0.9)
+    opt = mx.optimizer.create(
+        "sgd", multi_tensor=True, lr_mult={"b": 0.5}, momentum=0.9
+    )
     params = {
         "a": jnp.zeros((3,)),
         "b": jnp.zeros((3,)),
@@ -191,7 +236,11 @@ def test_state_from_the_other_layout_is_refused() -> None:
     with pytest.raises(ValueError, match="multi-tensor layout"):
         flat.update(jax.tree.map(jnp.ones_like, other), flat.init(params), other)
     with pytest.raises(ValueError, match="multi-tensor layout"):
-        flat.update(g, mx.optimizer.create("sgd", multi_tensor=True, momentum=0.9).init(params), params)
+        flat.update(
+            g,
+            mx.optimizer.create("sgd", multi_tensor=True, momentum=0.9).init(params),
+            params,
+        )
 
 
 def test_multi_tensor_must_be_a_bool() -> None:
