@@ -53,6 +53,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "wd_mult": None,
     "wd_by_name": False,
     "skip_nonfinite": False,
+    "multi_tensor": False,
 }
 """MXNet's base ``Optimizer`` arguments and their defaults (shown by ``mxjax list``)."""
 
