@@ -170,6 +170,7 @@ class MultiTensor:
         groups = plan(infos, p_leaves)
         new_params: list = [None] * n
         new_leaf_slots = list(_slots_per_leaf(treedef, slots.leaves))
+        new_groups = []
         for k, gr in enumerate(groups):
             w = (
                 None
@@ -195,9 +196,7 @@ class MultiTensor:
                 leaf = p_leaves[j]
                 piece = lax.dynamic_slice(flat, (start,), (_size(leaf),))
                 new_params[j] = piece.reshape(jnp.shape(leaf))
-            slots = slots._replace(
-                groups=(*slots.groups[:k], s_new, *slots.groups[k + 1 :])
-            )
+            new_groups.append(s_new)
         for j, (info, w, g, s) in enumerate(
             zip(infos, p_leaves, g_leaves, new_leaf_slots)
         ):
@@ -206,4 +205,4 @@ class MultiTensor:
                     self.rule, self.cfg, info, w, g, s, index=j, num_leaves=n, **kw
                 )
         leaves = jax.tree_util.tree_unflatten(treedef, new_leaf_slots)
-        return new_params, slots._replace(leaves=leaves)
+        return new_params, slots._replace(leaves=leaves, groups=tuple(new_groups))
