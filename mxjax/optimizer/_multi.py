@@ -1,29 +1,34 @@
-r"""The multi-tensor state layout (``multi_tensor=True``): small leaves share flat buffers.
+r"""The multi-tensor state layout (``multi_tensor=True``): leaves share flat buffers.
 
-With ``multi_tensor=True`` (a common argument of every optimizer), the leaves with at most
-:data:`MAX_ELEMENTS` elements that share a dtype, compute dtype, master-copy flag,
-``lr_mult`` and ``wd_mult`` form a *group*. A group's state is one flat buffer per slot,
-shape ``(1, n)`` (``n`` the group's element count; ``(1, 1, n)`` ... if a parameter has
-that shape), and one step of the group is **one** run of the rule's kernel on the
-concatenated weights and gradients::
+With ``multi_tensor=True`` (a common argument of every optimizer), the leaves that share
+a dtype, compute dtype, master-copy flag, ``lr_mult`` and ``wd_mult`` form a *group*,
+whatever their sizes. A group's state is one flat buffer per slot, shape ``(1, n)`` (``n``
+the group's element count; ``(1, 1, n)`` ... if a parameter has that shape, so no slot
+ever shares a parameter's shape), and one step of the group is one program over all its
+leaves:
+
+* on XLA's CPU backend, one custom call per :data:`~mxjax.optimizer._fused.CHUNK_LEAVES`
+  leaves (:mod:`mxjax.optimizer._fused`): the rule's elementwise program runs over every
+  leaf in place, on XLA's thread pool, with no kernel per leaf and no temporary;
+* elsewhere (or for a rule the custom call cannot run), the rule's kernel runs once on the
+  concatenated weights and gradients and each new weight is a slice of the result::
 
     G = concat(g_1, ..., g_k)            W = concat(w_1, ..., w_k)  (or the master copy)
     W', S' = kernel(W, G, S, h)           w_i' = W'[o_i : o_i + size_i]
 
-Larger leaves keep the reference per-leaf layout. The state is a :class:`MultiSlots`
-in ``state.slots``; :class:`~mxjax.optimizer.OptState` is otherwise unchanged.
+The state is a :class:`MultiSlots` in ``state.slots``; :class:`~mxjax.optimizer.OptState`
+is otherwise unchanged, and the same state runs on either path.
 
-Why: on XLA's CPU backend every fused kernel costs a few microseconds of dispatch however
-small it is, and the per-leaf path runs one kernel per output array (Adam: new weight, m,
-v). A group runs its algebra in one kernel whatever its leaf count, and each new weight is
-a slice of the group's result. The start offsets ``o_i`` are kept in the state as int32
-scalars, so the slice kernels of equally-sized leaves are identical and XLA compiles one of
-them instead of one per leaf (constant offsets make every slice a distinct kernel).
+Why: XLA runs one kernel per output array and JAX passes every array across the jit
+boundary separately; per-leaf state triples the arrays of an Adam step. Flat slots leave
+the parameters and gradients as the only per-leaf arrays, and because no slot has a
+parameter's shape, ``jax.jit(opt.update, donate_argnums=(1, 2))`` pairs every donated
+buffer with its own successor: the step runs in place with no copies.
 
 Only rules with ``Rule.elementwise`` (no use of ``h.index``/``h.name``, no random draws, no
 reductions over a leaf) use this layout; any other optimizer ignores the flag. Every
-element goes through the same operations as on the per-leaf path, so results are bitwise
-equal (tested for every eligible optimizer, and by the MXNet parity replay).
+element goes through the same float32 operations as on the per-leaf path (tested for
+every eligible optimizer, and by the MXNet parity replay).
 """
 
 from __future__ import annotations
@@ -44,26 +49,22 @@ from ._base import (
     _slots_per_leaf,
     apply_rule,
 )
+from ._fused import compile_group, run_group
 
-MAX_ELEMENTS = 1 << 16
-"""Leaves up to this many elements join a group; larger ones are bandwidth-bound anyway."""
-
-_MAX_GROUP = 2**31 - 1  # offsets are int32
+_MAX_GROUP = 2**31 - 1  # elements in one flat buffer
 
 
 class MultiSlots(NamedTuple):
     """``state.slots`` under ``multi_tensor=True``.
 
     Attributes:
-      leaves: a tree with the params' structure: each ungrouped leaf's slot tuple, ``()``
-        for a leaf that belongs to a group.
-      groups: per group, its flat slot buffers (master copy last).
-      offsets: per group, each member's start in the flat buffers (int32 scalars).
+      leaves: a tree with the params' structure: each ungrouped leaf's slot tuple (an
+        empty leaf's), ``()`` for a leaf that belongs to a group.
+      groups: per group, its flat slot buffers (master copy last), members in tree order.
     """
 
     leaves: PyTree
     groups: tuple[tuple[jax.Array, ...], ...]
-    offsets: tuple[tuple[jax.Array, ...], ...]
 
 
 class _Group(NamedTuple):
@@ -82,7 +83,7 @@ def plan(infos: list[_Leaf], leaves: list) -> list[_Group]:
     buckets: dict[tuple, list[list[int]]] = {}
     totals: dict[tuple, int] = {}
     for j, (info, n) in enumerate(zip(infos, sizes)):
-        if not 0 < n <= MAX_ELEMENTS:
+        if n == 0:
             continue
         key = (info.dtype, info.compute, info.master, info.lr_mult, info.wd_mult)
         runs = buckets.setdefault(key, [[]])
@@ -95,8 +96,6 @@ def plan(infos: list[_Leaf], leaves: list) -> list[_Group]:
     groups = []
     for runs in buckets.values():
         for members in runs:
-            if len(members) < 2:
-                continue
             total = sum(sizes[i] for i in members)
             shape: tuple[int, ...] = (1, total)
             while shape in taken:  # a parameter must never share a slot's shape
@@ -124,15 +123,11 @@ class MultiTensor:
             () if j in grouped else _init_leaf(self.rule, info, w)
             for j, (info, w) in enumerate(zip(infos, leaves))
         ]
-        flat, offsets = [], []
+        flat = []
         for gr in groups:
             w = _concat([leaves[j] for j in gr.members], gr.shape)
             flat.append(_init_leaf(self.rule, gr.info, w))
-            starts = np.cumsum([0] + [_size(leaves[j]) for j in gr.members[:-1]])
-            offsets.append(tuple(jnp.asarray(o, jnp.int32) for o in starts))
-        return MultiSlots(
-            jax.tree_util.tree_unflatten(treedef, per_leaf), tuple(flat), tuple(offsets)
-        )
+        return MultiSlots(jax.tree_util.tree_unflatten(treedef, per_leaf), tuple(flat))
 
     def check(self, infos: list[_Leaf], leaves: list, treedef: Any, slots: Any) -> None:
         specs = [jax.ShapeDtypeStruct(jnp.shape(w), jnp.result_type(w)) for w in leaves]
@@ -172,6 +167,20 @@ class MultiTensor:
         new_leaf_slots = list(_slots_per_leaf(treedef, slots.leaves))
         new_groups = []
         for k, gr in enumerate(groups):
+            program = compile_group(
+                self.rule, self.cfg, gr.info, len(slots.groups[k]), num_leaves=n, **kw
+            )
+            if program is not None:  # one custom call per chunk of leaves, in place
+                ws, s_new = run_group(
+                    program,
+                    [p_leaves[j] for j in gr.members],
+                    [g_leaves[j] for j in gr.members],
+                    slots.groups[k],
+                )
+                for j, w_new in zip(gr.members, ws):
+                    new_params[j] = w_new
+                new_groups.append(s_new)
+                continue
             w = (
                 None
                 if gr.info.master
@@ -192,10 +201,12 @@ class MultiTensor:
             # Materialised once: each leaf's kernel is then a plain slice of it (else XLA
             # fuses the group's update into every slice, and compiles far longer).
             flat = lax.optimization_barrier(w_new).reshape(-1)
-            for j, start in zip(gr.members, slots.offsets[k]):
+            start = 0
+            for j in gr.members:
                 leaf = p_leaves[j]
-                piece = lax.dynamic_slice(flat, (start,), (_size(leaf),))
+                piece = lax.slice(flat, (start,), (start + _size(leaf),))
                 new_params[j] = piece.reshape(jnp.shape(leaf))
+                start += _size(leaf)
             new_groups.append(s_new)
         for j, (info, w, g, s) in enumerate(
             zip(infos, p_leaves, g_leaves, new_leaf_slots)

@@ -1,0 +1,54 @@
+"""mxjax's compiled kernels: XLA FFI custom calls for the CPU backend.
+
+``elementwise.cc`` is built into ``_elementwise*.so`` when mxjax is installed (an
+optional extension: without a C++ compiler the install still succeeds, and mxjax runs
+every step through XLA). It is a plain shared library, loaded with ``ctypes`` and
+registered with XLA as the custom call :data:`TARGET`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import importlib.machinery
+import os
+from pathlib import Path
+
+import warnings
+
+import jax
+
+TARGET = "mxjax_elementwise"
+
+
+def library_path() -> Path | None:
+    """The built kernel library next to this file, if any."""
+    here = Path(__file__).parent
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        candidate = here / f"_elementwise{suffix}"
+        if candidate.exists():
+            return candidate
+    return None
+
+
+@functools.cache
+def available() -> bool:
+    """Whether the custom call is registered and the default backend is the CPU.
+
+    Decided once per process, at the first multi-tensor trace. Set the environment
+    variable ``MXJAX_NO_KERNELS=1`` to run every step through XLA instead.
+    """
+    if os.environ.get("MXJAX_NO_KERNELS") or jax.default_backend() != "cpu":
+        return False
+    path = library_path()
+    if path is None:
+        return False
+    try:
+        lib = ctypes.CDLL(str(path))
+        jax.ffi.register_ffi_target(
+            TARGET, jax.ffi.pycapsule(lib.MxjaxElementwise), platform="cpu"
+        )
+    except (OSError, AttributeError) as e:  # a library built for another platform
+        warnings.warn(f"mxjax: not using {path.name} ({e}); XLA runs every step")
+        return False
+    return True
