@@ -80,9 +80,7 @@ def ftml(
         return -z / d_t, (d_t, v, z)
 
     return from_rule(
-        # Not on the multi-tensor path: XLA contracts this update into FMAs differently
-        # on a flat buffer (1-ulp differences from the per-leaf reference).
-        Rule(kernel, slots=("d", "v", "z"), wd_mode="raw", elementwise=False),
+        Rule(kernel, slots=("d", "v", "z"), wd_mode="raw"),
         name="ftml",
         learning_rate=learning_rate,
         hyperparams={"beta1": beta1, "beta2": beta2, "epsilon": epsilon},

@@ -71,14 +71,14 @@ def test_matches_mxnet_every_step(name: str, cid: str) -> None:
             )
 
 
-# The multi-tensor layout is bitwise equal to the per-leaf one (tests/optimizer/
-# test_multi_tensor.py); it also replays every 4th recorded case of the eligible optimizers.
+# The multi-tensor layout (on the CPU, the custom call of mxjax/_kernels) replays every
+# second recorded case of the eligible optimizers too (all of them pass; halved for CI time).
 MULTI_CASES = [
     (n, c)
     for n, c in CASES
     if mx.optimizer.create(n).rule.elementwise
     and not starts_past_max_update(optimizer_cases(n)[c])
-][::4]
+][::2]
 
 
 @pytest.mark.parametrize("name,cid", MULTI_CASES, ids=[f"{n}-{c}" for n, c in MULTI_CASES])
