@@ -9,6 +9,10 @@ Run by hand (not in CI), on a quiet machine::
 Workloads (float32): W1 one tensor of 25.6M; W2 ResNet-50's 161 parameter tensors in
 MXNet's (out, in, kh, kw) layout (25.6M in all); W3 2,000 tensors of 1,000.
 
+When PyTorch is installed, its ``fused=True`` and ``foreach=True`` optimizers (where
+PyTorch has them) run in the same rounds (``torch.optim``'s ``step()`` with the gradients
+already in ``.grad``).
+
 For each (optimizer, workload, implementation) it measures the jitted, donated step: the
 median and spread of per-step times over interleaved rounds (rounds whose time is far
 above the best are counted as disturbed and dropped), the bytes the update must move per
@@ -79,6 +83,48 @@ def optax_opt(name):
 
 
 IMPLS = ("mxjax", "mxjax-mt", "optax")
+TORCH_IMPLS = ("torch-fused", "torch-foreach")
+# PyTorch's optimizers with a fused CPU kernel; LAMB is not in torch.optim.
+TORCH_FUSED = {"sgd", "adam", "adagrad"}
+
+
+def torch_case(impl, name, workload):
+    """A PyTorch optimizer on the workload, or None where PyTorch has no such variant."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if name == "lamb" or (impl == "torch-fused" and name not in TORCH_FUSED):
+        return None
+    return TorchCase(torch, impl, name, workload)
+
+
+class TorchCase:
+    def __init__(self, torch, impl, name, workload):
+        self.torch, self.compile_s, self.mem_ratio, self.times = torch, 0.0, 1.0, []
+        shapes = WORKLOADS[workload]()
+        self.params = [torch.nn.Parameter(torch.randn(s) * 0.1) for s in shapes]
+        for p in self.params:
+            p.grad = torch.randn(p.shape) * 0.1
+        flag = {"fused": True} if impl == "torch-fused" else {"foreach": True}
+        opt = {
+            "sgd": lambda: torch.optim.SGD(self.params, lr=0.01, momentum=0.9, **flag),
+            "adam": lambda: torch.optim.Adam(self.params, lr=1e-3, **flag),
+            "rmsprop": lambda: torch.optim.RMSprop(self.params, lr=1e-3, **flag),
+            "adagrad": lambda: torch.optim.Adagrad(self.params, lr=0.01, **flag),
+            "nadam": lambda: torch.optim.NAdam(self.params, lr=1e-3, **flag),
+        }[name]
+        self.opt = opt()
+
+    def run(self, steps):
+        t = time.perf_counter()
+        with self.torch.no_grad():
+            for _ in range(steps):
+                self.opt.step()
+        self.times.append((time.perf_counter() - t) / steps)
+
+    def summary(self):
+        return Case.summary(self)
 
 
 def build(impl, name, params):
@@ -149,6 +195,14 @@ class Case:
         return med, spread, len(self.times) - len(kept)
 
 
+def torch_version() -> str:
+    try:
+        import torch
+    except ImportError:
+        return "no PyTorch"
+    return f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads)"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*", default=list(BYTES))
@@ -163,43 +217,55 @@ def main():
     for wl in args.workloads:
         for name in args.only:
             cases = [Case(impl, name, wl) for impl in IMPLS]
+            torch_cases = [torch_case(impl, name, wl) for impl in TORCH_IMPLS]
+            every = cases + [c for c in torch_cases if c is not None]
             steps = max(3, int(2e8 / (BYTES[name] * cases[0].n)))
-            for c in cases:
+            for c in every:
                 c.run(1)  # warm up
                 c.times.clear()
             for _ in range(rounds):  # interleaved
-                for c in cases:
+                for c in every:
                     c.run(steps)
             (mxm, mxs, mxd), (mtm, mts, mtd), (om, os_, od) = (c.summary() for c in cases)
-            gbs = BYTES[name] * cases[0].n / min(mxm, mtm) / 1e9
+            tor = [None if c is None else c.summary() for c in torch_cases]
+            fmt = lambda r: "—" if r is None else f"{r[0] * 1e3:.2f} ±{r[1]:.0%}"  # noqa: E731
+            ratio = lambda r: "—" if r is None else f"{mtm / r[0]:.2f}"  # noqa: E731
+            best = min(mxm, mtm)
+            gbs = BYTES[name] * cases[0].n / best / 1e9
             rows.append(
                 f"| {name} | {wl} | {mxm * 1e3:.2f} ±{mxs:.0%} | {mtm * 1e3:.2f} ±{mts:.0%} "
-                f"| {om * 1e3:.2f} ±{os_:.0%} | {mxm / om:.2f} | {mtm / om:.2f} "
-                f"| {gbs:.1f} | {gbs / bw:.0%} | "
+                f"| {om * 1e3:.2f} ±{os_:.0%} | {fmt(tor[0])} | {fmt(tor[1])} "
+                f"| {mxm / om:.2f} | {mtm / om:.2f} | {ratio(tor[0])} "
+                f"| {mtm / cases[0].n * 1e9:.2f} | {gbs:.1f} | {gbs / bw:.0%} | "
                 + " / ".join(f"{c.compile_s:.2f}" for c in cases)
                 + " | "
                 + " / ".join(f"{c.mem_ratio:.2f}" for c in cases)
-                + f" | {mxd + mtd + od} |"
+                + f" | {mxd + mtd + od + sum(r[2] for r in tor if r)} |"
             )
             print(rows[-1], flush=True)
             del cases
     header = (
         "| optimizer | workload | mxjax step ms | mxjax-mt step ms | optax step ms "
-        "| mxjax/optax | mxjax-mt/optax | best mxjax GB/s | % of a+=sb "
+        "| torch fused ms | torch foreach ms "
+        "| mxjax/optax | mxjax-mt/optax | mxjax-mt/torch fused | mxjax-mt ns/param "
+        "| best mxjax GB/s | % of a+=sb "
         "| compile s (mxjax / mt / optax) | mem (mxjax / mt / optax) | dropped rounds |\n|"
-        + "---|" * 12
+        + "---|" * 16
     )
     machine = (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"jax {jax.__version__} ({jax.default_backend()}), optax {optax.__version__}; "
+        f"jax {jax.__version__} ({jax.default_backend()}), optax {optax.__version__}, "
+        f"{torch_version()}; "
         f"in-place a += s*b bandwidth {bw:.1f} GB/s; {time.strftime('%Y-%m-%d %H:%M')}"
     )
     text = (
         "# Optimizer step benchmark\n\n"
         f"Machine: {machine}.\n\n"
         "mxjax through `mx.optimizer.jit_update` (donated, params first), with the "
-        "default per-leaf state and with `multi_tensor=True` (mxjax-mt); optax through "
-        "`jax.jit` of `update` + `apply_updates` donated params-first (its best case). "
+        "default per-leaf state and with `multi_tensor=True` (mxjax-mt: on the CPU, the "
+        "custom call of `mxjax/_kernels`); optax through "
+        "`jax.jit` of `update` + `apply_updates` donated params-first (its best case); "
+        "PyTorch's `step()` with `fused=True` / `foreach=True` where it has them. "
         "`mem` is (params + grads + state + the compiled step's temporaries) / (params + "
         "grads + state).\n\n" + header + "\n" + "\n".join(rows) + "\n"
     )

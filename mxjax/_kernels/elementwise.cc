@@ -1,26 +1,39 @@
 // mxjax's multi-tensor kernel for XLA on CPU: one custom call updates many parameter
-// tensors in place by running an optimizer's elementwise program over them.
+// tensors in place by running an optimizer's program over them.
 //
 // The program is the optimizer's traced JAX rule (mxjax/optimizer/_fused.py compiles it
-// from the jaxpr): a list of IEEE-exact float32 operations on blocks of kBlock elements.
-// Every operation rounds to float32 on its own (built with -ffp-contract=off), as XLA's
-// reference path does, so results agree with it element for element.
+// from the jaxpr): IEEE-exact float32 operations on blocks of kBlock elements. Every
+// operation rounds to float32 on its own (built with -ffp-contract=off), so results agree
+// with XLA's reference path evaluated operation by operation.
 //
-// Operands: u (float32[U], the step's scalars), w_1..w_k (the parameters), g_1..g_k (their
-// gradients), S_1..S_s (flat slot buffers shared by the whole group; leaf i occupies
-// [slot_base + o_i, slot_base + o_i + n_i)). Results: w_1'..w_k', S_1'..S_s', aliased to
-// the operands by the caller, so the update happens in place.
-// Registers 0..1+n_slots point into the operands; RunRange stages what needs it.
+// Operands: u (float32[U], the step's scalars), ul (float32[k, C], per-leaf scalars),
+// w_1..w_k (the parameters), g_1..g_k (their gradients), S_1..S_s (flat slot buffers
+// shared by the group; the call's leaves occupy [slot_base, slot_base + sum n_i) in
+// order). Results: w_1'..w_k', S_1'..S_s', aliased to the operands by the caller, so the
+// update happens in place.
 //
-// Program layout (int32): n_regs, n_slots, n_uniform, (reg, u_index) * n_uniform,
-// (out_reg) * (1 + n_slots), n_instr, (op, dst, a, b, c) * n_instr. Registers 0, 1 and
-// 2..1+n_slots are w, g and the slots (read from memory); the others are scratch.
+// A program is a sequence of phases. An *element* phase runs its instructions over every
+// block of every leaf; a *scalar* phase runs once per leaf on per-leaf registers (LAMB's
+// trust ratio). kReduceAdd sums an element register over a leaf into a per-leaf register
+// (available from the next phase on). Only the last phase, an element phase, writes the
+// outputs; earlier phases only reduce, and later phases recompute what they need from the
+// inputs, which stay untouched until then.
+//
+// Program layout (int32):
+//   n_regs, n_slots,
+//   n_uniform, (reg, index into u) * n_uniform,
+//   n_leaf_uniform, (reg, column of ul) * n_leaf_uniform,
+//   n_per_leaf, (reg) * n_per_leaf            -- written by scalar phases and reductions
+//   (out_reg) * (1 + n_slots)                 -- w', slot'
+//   n_phases, per phase: kind (0 element, 1 scalar), n_instr, (op, dst, a, b, c) * n_instr
+// Registers 0, 1 and 2..1+n_slots are w, g and the slots, read where they lie.
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -33,11 +46,8 @@ namespace {
 
 constexpr int64_t kBlock = 256;
 // Below this many elements in one call, threads cost more than they save.
-#ifndef MXJAX_PARALLEL_MIN
-#define MXJAX_PARALLEL_MIN (1 << 17)
-#endif
-constexpr int64_t kParallelMin = MXJAX_PARALLEL_MIN;
-// Elements per unit of parallel work.
+constexpr int64_t kParallelMin = 1 << 17;
+// The most elements in one unit of parallel work (a segment of one leaf).
 constexpr int64_t kChunk = 1 << 15;
 // The most slot buffers a program may have.
 constexpr int32_t kMaxSlots = 16;
@@ -45,18 +55,28 @@ constexpr int32_t kMaxSlots = 16;
 enum Op : int32_t {
   kAdd = 0, kSub, kMul, kDiv, kNeg, kMax, kMin, kAbs, kSign, kSqrt,
   kEq, kNe, kLt, kLe, kGt, kGe, kSelect, kAnd, kOr, kNot, kCopy, kIsFinite,
-  kFloor, kCeil, kNumOps
+  kFloor, kCeil, kReduceAdd, kNumOps
 };
+
+enum Kind : int8_t { kInput, kUniform, kLeafUniform, kPerLeaf, kTemp };
 
 struct Instr {
   int32_t op, dst, a, b, c;
 };
 
+struct Phase {
+  bool scalar;
+  std::vector<Instr> code;
+};
+
 struct Program {
   int32_t n_regs = 0, n_slots = 0;
-  std::vector<std::pair<int32_t, int32_t>> uniforms;  // (reg, index into u)
-  std::vector<int32_t> outs;                          // w', slot' registers
-  std::vector<Instr> code;
+  std::vector<std::pair<int32_t, int32_t>> uniforms;       // (reg, index into u)
+  std::vector<std::pair<int32_t, int32_t>> leaf_uniforms;  // (reg, column of ul)
+  std::vector<int32_t> per_leaf;                           // registers kept per leaf
+  std::vector<int32_t> outs;                               // w', slot' registers
+  std::vector<Phase> phases;
+  std::vector<Kind> kind;
 };
 
 bool Parse(ffi::Span<const int32_t> p, Program* out) {
@@ -67,54 +87,81 @@ bool Parse(ffi::Span<const int32_t> p, Program* out) {
     return true;
   };
   int32_t n;
-  if (!next(&out->n_regs) || !next(&out->n_slots) || !next(&n)) return false;
-  if (out->n_regs < 2 + out->n_slots || out->n_slots < 0 || out->n_slots > kMaxSlots ||
-      n < 0)
+  if (!next(&out->n_regs) || !next(&out->n_slots)) return false;
+  const int32_t fixed = 2 + out->n_slots;
+  if (out->n_slots < 0 || out->n_slots > kMaxSlots || out->n_regs < fixed ||
+      out->n_regs > (1 << 16))
     return false;
-  for (int32_t k = 0; k < n; ++k) {
-    int32_t r, u;
-    if (!next(&r) || !next(&u)) return false;
-    out->uniforms.emplace_back(r, u);
-  }
-  for (int32_t k = 0; k < 1 + out->n_slots; ++k) {
-    int32_t r;
-    if (!next(&r)) return false;
-    out->outs.push_back(r);
+  out->kind.assign(out->n_regs, kTemp);
+  std::fill_n(out->kind.begin(), fixed, kInput);
+  auto ok = [&](int32_t r) { return r >= 0 && r < out->n_regs; };
+  auto claim = [&](int32_t r, Kind k) {
+    if (!ok(r) || out->kind[r] != kTemp) return false;
+    out->kind[r] = k;
+    return true;
+  };
+  for (auto [list, k] : {std::pair{&out->uniforms, kUniform},
+                         std::pair{&out->leaf_uniforms, kLeafUniform}}) {
+    if (!next(&n) || n < 0) return false;
+    for (int32_t j = 0; j < n; ++j) {
+      int32_t r, idx;
+      if (!next(&r) || !next(&idx) || idx < 0 || !claim(r, k)) return false;
+      list->emplace_back(r, idx);
+    }
   }
   if (!next(&n) || n < 0) return false;
-  for (int32_t k = 0; k < n; ++k) {
-    Instr in;
-    if (!next(&in.op) || !next(&in.dst) || !next(&in.a) || !next(&in.b) ||
-        !next(&in.c))
-      return false;
-    if (in.op < 0 || in.op >= kNumOps) return false;
-    out->code.push_back(in);
+  for (int32_t j = 0; j < n; ++j) {
+    int32_t r;
+    if (!next(&r) || !claim(r, kPerLeaf)) return false;
+    out->per_leaf.push_back(r);
   }
-  if (i != p.size()) return false;
-  auto ok = [&](int32_t r) { return r >= 0 && r < out->n_regs; };
-  for (auto& [r, u] : out->uniforms)
-    if (!ok(r) || r < 2 + out->n_slots || u < 0) return false;
-  for (int32_t r : out->outs)
-    if (!ok(r)) return false;
-  for (const Instr& in : out->code)
-    if (!ok(in.dst) || in.dst < 2 + out->n_slots || !ok(in.a) || !ok(in.b) ||
-        !ok(in.c))
-      return false;
-  return true;
+  for (int32_t j = 0; j < fixed - 1; ++j) {
+    int32_t r;
+    if (!next(&r) || !ok(r)) return false;
+    out->outs.push_back(r);
+  }
+  if (!next(&n) || n < 1) return false;
+  for (int32_t ph = 0; ph < n; ++ph) {
+    int32_t kind, count;
+    if (!next(&kind) || (kind != 0 && kind != 1) || !next(&count) || count < 0) return false;
+    Phase phase{kind == 1, {}};
+    const bool last = ph + 1 == n;
+    for (int32_t j = 0; j < count; ++j) {
+      Instr in;
+      if (!next(&in.op) || !next(&in.dst) || !next(&in.a) || !next(&in.b) ||
+          !next(&in.c) || in.op < 0 || in.op >= kNumOps || !ok(in.dst) || !ok(in.a) ||
+          !ok(in.b) || !ok(in.c))
+        return false;
+      const Kind d = out->kind[in.dst];
+      if (phase.scalar) {  // per-leaf values only
+        if (d != kPerLeaf || in.op == kReduceAdd) return false;
+        for (int32_t r : {in.a, in.b, in.c})
+          if (out->kind[r] == kInput || out->kind[r] == kTemp) return false;
+      } else if (in.op == kReduceAdd ? (d != kPerLeaf || last) : d != kTemp) {
+        return false;
+      }
+      phase.code.push_back(in);
+    }
+    out->phases.push_back(std::move(phase));
+  }
+  return i == p.size() && !out->phases.back().scalar;
 }
 
 inline float Max(float a, float b) { return a != a ? a : (b != b ? b : (a > b ? a : b)); }
 inline float Min(float a, float b) { return a != a ? a : (b != b ? b : (a < b ? a : b)); }
 inline float Sign(float a) { return a > 0.0f ? 1.0f : (a < 0.0f ? -1.0f : a); }
 
-// Runs the program on n <= kBlock elements. regs[r] points at register r's n values.
+// Runs instructions on n <= kBlock elements. regs[r] points at register r's n values;
+// kReduceAdd adds the block's sum to red[dst] (eight interleaved partial sums, combined
+// in a fixed order: the result depends only on the data and the blocking).
 // On x86-64 Linux, built for AVX2 and for the baseline; the loader picks what the CPU
 // runs. (-ffp-contract=off keeps FMA out of both.)
 #if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__)
 __attribute__((target_clones("avx2", "default")))
 #endif
-void RunBlock(const Program& p, float** regs, int64_t n) {
-  for (const Instr& in : p.code) {
+void RunBlock(const Instr* code, size_t count, float** regs, int64_t n, float* red) {
+  for (size_t k = 0; k < count; ++k) {
+    const Instr& in = code[k];
     float* __restrict d = regs[in.dst];
     const float* a = regs[in.a];
     const float* b = regs[in.b];
@@ -147,6 +194,15 @@ void RunBlock(const Program& p, float** regs, int64_t n) {
       case kIsFinite: MX_LOOP(std::isfinite(a[i]) ? 1.0f : 0.0f)
       case kFloor: MX_LOOP(std::floor(a[i]))
       case kCeil: MX_LOOP(std::ceil(a[i]))
+      case kReduceAdd: {
+        float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8)
+          for (int l = 0; l < 8; ++l) s[l] += a[i + l];
+        for (int l = 0; i < n; ++i, ++l) s[l] += a[i];
+        red[in.dst] += ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+        break;
+      }
       default: break;
     }
 #undef MX_LOOP
@@ -156,36 +212,63 @@ void RunBlock(const Program& p, float** regs, int64_t n) {
 struct Call {
   const Program* prog;
   const float* u;
-  std::vector<const float*> w, g;
-  std::vector<float*> w_out;
-  std::vector<const float*> s;
-  std::vector<float*> s_out;
+  const float* ul;  // [k, n_cols]
+  int64_t n_cols;
+  std::vector<const float*> w, g, s;
+  std::vector<float*> w_out, s_out;
   std::vector<int64_t> start;  // prefix sums of the leaves' sizes (k + 1 entries)
   int64_t slot_base;
+  // Segments: (leaf, first element, last element + 1), in order, each within one leaf.
+  std::vector<int64_t> seg_leaf, seg_lo, seg_hi;
+  std::vector<float> leaf_vals;  // [k, n_regs]: per-leaf registers
+  std::vector<float> seg_red;    // [segments, n_regs]: one phase's partial sums
 };
 
-// Updates the elements [lo, hi) of the concatenated leaves.
-void RunRange(const Call& c, int64_t lo, int64_t hi) {
+// One thread's registers.
+struct Scratch {
+  std::vector<float> blocks;
+  std::vector<float*> regs;
+  int64_t leaf = -1;  // whose per-leaf values are broadcast in the registers
+
+  explicit Scratch(const Call& c) {
+    const Program& p = *c.prog;
+    blocks.resize(static_cast<size_t>(p.n_regs + 1 + p.n_slots) * kBlock);
+    regs.resize(p.n_regs);
+    for (int32_t r = 0; r < p.n_regs; ++r) regs[r] = blocks.data() + r * kBlock;
+    for (auto& [r, k] : p.uniforms) std::fill_n(regs[r], kBlock, c.u[k]);
+  }
+  float* stage(int32_t o) { return blocks.data() + (regs.size() + o) * kBlock; }
+
+  void Enter(const Call& c, int64_t leaf_index) {
+    if (leaf == leaf_index) return;
+    leaf = leaf_index;
+    const Program& p = *c.prog;
+    for (auto& [r, col] : p.leaf_uniforms)
+      std::fill_n(regs[r], kBlock, c.ul[leaf * c.n_cols + col]);
+    for (int32_t r : p.per_leaf)
+      std::fill_n(regs[r], kBlock, c.leaf_vals[leaf * p.n_regs + r]);
+  }
+};
+
+// One element phase on one segment; `last` writes the outputs.
+void RunSegment(const Call& c, const Phase& ph, bool last, int64_t seg, Scratch& sc) {
   const Program& p = *c.prog;
   const int32_t S = p.n_slots, fixed = 2 + S;
-  // Scratch registers, then one staging block per output (see below).
-  std::vector<float> scratch(static_cast<size_t>(p.n_regs + 1 + S) * kBlock);
-  std::vector<float*> regs(p.n_regs);
-  for (int32_t r = fixed; r < p.n_regs; ++r) regs[r] = scratch.data() + r * kBlock;
-  float* stage = scratch.data() + static_cast<size_t>(p.n_regs) * kBlock;
-  for (auto& [r, k] : p.uniforms) std::fill_n(regs[r], kBlock, c.u[k]);
-  size_t leaf = std::upper_bound(c.start.begin(), c.start.end(), lo) - c.start.begin() - 1;
-  for (int64_t pos = lo; pos < hi;) {
-    while (c.start[leaf + 1] <= pos) ++leaf;
+  const int64_t leaf = c.seg_leaf[seg];
+  sc.Enter(c, leaf);
+  float* red = const_cast<float*>(c.seg_red.data()) + seg * p.n_regs;
+  float** regs = sc.regs.data();
+  for (int64_t pos = c.seg_lo[seg]; pos < c.seg_hi[seg]; pos += kBlock) {
+    const int64_t n = std::min(kBlock, c.seg_hi[seg] - pos);
     const int64_t j = pos - c.start[leaf];  // element index inside the leaf
-    const int64_t n = std::min({kBlock, hi - pos, c.start[leaf + 1] - pos});
-    const int64_t so = c.slot_base + pos;  // index in the flat slot buffers
+    const int64_t so = c.slot_base + pos;   // index in the flat slot buffers
     // Inputs are read where they lie; outputs are written after the whole block is
     // computed, so writing them in place cannot disturb a read.
     regs[0] = const_cast<float*>(c.w[leaf] + j);
     regs[1] = const_cast<float*>(c.g[leaf] + j);
     for (int32_t k = 0; k < S; ++k) regs[2 + k] = const_cast<float*>(c.s[k] + so);
-    RunBlock(p, regs.data(), n);
+    RunBlock(ph.code.data(), ph.code.size(), regs, n, red);
+    if (!last) continue;
     // An output that is another input's unchanged value (DCASGD keeps the old weight)
     // is staged first: that input's memory may be the destination of another output.
     float* dst[1 + kMaxSlots];
@@ -196,26 +279,37 @@ void RunRange(const Call& c, int64_t lo, int64_t hi) {
       const int32_t r = p.outs[o];
       src[o] = regs[r];
       if (r < fixed && r != 1 && r != (o == 0 ? 0 : 1 + o)) {
-        std::memcpy(stage + o * kBlock, regs[r], n * sizeof(float));
-        src[o] = stage + o * kBlock;
+        std::memcpy(sc.stage(o), regs[r], n * sizeof(float));
+        src[o] = sc.stage(o);
       }
     }
     for (int32_t o = 0; o <= S; ++o)
       if (src[o] != dst[o]) std::memcpy(dst[o], src[o], n * sizeof(float));
-    pos += n;
   }
 }
 
-struct Shared {
-  std::atomic<int64_t> next{0};
-  std::atomic<int64_t> done{0};
-};
-
-void Work(const Call& c, Shared& sh, int64_t total, int64_t chunks) {
-  for (int64_t k; (k = sh.next.fetch_add(1)) < chunks;) {
-    RunRange(c, k * kChunk, std::min(total, (k + 1) * kChunk));
-    sh.done.fetch_add(1, std::memory_order_release);
-  }
+// Runs fn(item, scratch) for items [0, n): on this thread, and on the pool when there is
+// enough work. Helpers and this thread take items from a counter; this thread only waits
+// for items a helper has started, so a busy pool cannot deadlock it.
+void ParallelFor(ffi::ThreadPool& pool, bool parallel, const Call& c, int64_t n,
+                 const std::function<void(int64_t, Scratch&)>& fn) {
+  struct Shared {
+    std::atomic<int64_t> next{0}, done{0};
+  };
+  auto sh = std::make_shared<Shared>();
+  // A helper that starts after the last item was taken touches nothing but `sh`.
+  auto work = [&c, n, fn, sh] {
+    std::unique_ptr<Scratch> sc;
+    for (int64_t k; (k = sh->next.fetch_add(1)) < n;) {
+      if (!sc) sc = std::make_unique<Scratch>(c);
+      fn(k, *sc);
+      sh->done.fetch_add(1, std::memory_order_release);
+    }
+  };
+  const int64_t helpers = parallel ? std::min<int64_t>(pool.num_threads(), n - 1) : 0;
+  for (int64_t t = 0; t < helpers; ++t) pool.Schedule(decltype(work)(work));
+  work();
+  while (sh->done.load(std::memory_order_acquire) < n) std::this_thread::yield();
 }
 
 ffi::Error Update(ffi::ThreadPool pool, ffi::Span<const int32_t> program,
@@ -224,29 +318,33 @@ ffi::Error Update(ffi::ThreadPool pool, ffi::Span<const int32_t> program,
   Program p;
   if (!Parse(program, &p)) return ffi::Error::InvalidArgument("mxjax: malformed program");
   const int64_t k = n_leaves, S = p.n_slots;
-  if (k < 1 || static_cast<int64_t>(args.size()) != 1 + 2 * k + S ||
+  if (k < 1 || static_cast<int64_t>(args.size()) != 2 + 2 * k + S ||
       static_cast<int64_t>(rets.size()) != k + S)
     return ffi::Error::InvalidArgument("mxjax: operand count does not match the program");
   auto arg = [&](size_t i) { return args.get<ffi::AnyBuffer>(i); };
   auto ret = [&](size_t i) { return rets.get<ffi::AnyBuffer>(i); };
+  auto f32 = [](const auto& b) { return b.element_type() == ffi::DataType::F32; };
   Call c;
   c.prog = &p;
-  auto u = arg(0);
-  if (u.has_error() || u->element_type() != ffi::DataType::F32)
-    return ffi::Error::InvalidArgument("mxjax: u must be float32");
+  auto u = arg(0), ul = arg(1);
+  if (u.has_error() || ul.has_error() || !f32(*u) || !f32(*ul))
+    return ffi::Error::InvalidArgument("mxjax: u and ul must be float32");
   for (auto& [r, idx] : p.uniforms)
     if (idx >= static_cast<int64_t>(u->element_count()))
       return ffi::Error::InvalidArgument("mxjax: uniform index out of range");
+  c.n_cols = static_cast<int64_t>(ul->element_count()) / k;
+  if (c.n_cols * k != static_cast<int64_t>(ul->element_count()))
+    return ffi::Error::InvalidArgument("mxjax: ul must have one row per leaf");
+  for (auto& [r, col] : p.leaf_uniforms)
+    if (col >= c.n_cols) return ffi::Error::InvalidArgument("mxjax: ul column out of range");
   c.u = u->typed_data<float>();
+  c.ul = ul->typed_data<float>();
   c.start.push_back(0);
   for (int64_t i = 0; i < k; ++i) {
-    auto w = arg(1 + i), g = arg(1 + k + i);
+    auto w = arg(2 + i), g = arg(2 + k + i);
     auto wo = ret(i);
-    if (w.has_error() || g.has_error() || wo.has_error())
-      return ffi::Error::InvalidArgument("mxjax: bad operand");
-    if (w->element_type() != ffi::DataType::F32 || g->element_type() != ffi::DataType::F32 ||
-        (*wo)->element_type() != ffi::DataType::F32 ||
-        g->element_count() != w->element_count() ||
+    if (w.has_error() || g.has_error() || wo.has_error() || !f32(*w) || !f32(*g) ||
+        !f32(**wo) || g->element_count() != w->element_count() ||
         (*wo)->element_count() != w->element_count())
       return ffi::Error::InvalidArgument("mxjax: parameters must be float32, like their grads");
     c.w.push_back(w->typed_data<float>());
@@ -257,30 +355,47 @@ ffi::Error Update(ffi::ThreadPool pool, ffi::Span<const int32_t> program,
   const int64_t total = c.start.back();
   c.slot_base = slot_base;
   for (int64_t j = 0; j < S; ++j) {
-    auto s = arg(1 + 2 * k + j);
+    auto s = arg(2 + 2 * k + j);
     auto so = ret(k + j);
-    if (s.has_error() || so.has_error() || s->element_type() != ffi::DataType::F32 ||
+    if (s.has_error() || so.has_error() || !f32(*s) ||
         (*so)->element_count() != s->element_count() || slot_base < 0 ||
         slot_base + total > static_cast<int64_t>(s->element_count()))
       return ffi::Error::InvalidArgument("mxjax: slot buffer does not fit the leaves");
     c.s.push_back(s->typed_data<float>());
     c.s_out.push_back((*so)->typed_data<float>());
   }
-  const int64_t chunks = (total + kChunk - 1) / kChunk;
-  const int64_t threads = pool.num_threads();
-  if (total < kParallelMin || threads < 1) {
-    RunRange(c, 0, total);
-    return ffi::Error::Success();
+  for (int64_t i = 0; i < k; ++i)
+    for (int64_t lo = c.start[i]; lo < c.start[i + 1]; lo += kChunk) {
+      c.seg_leaf.push_back(i);
+      c.seg_lo.push_back(lo);
+      c.seg_hi.push_back(std::min(lo + kChunk, c.start[i + 1]));
+    }
+  const int64_t n_seg = static_cast<int64_t>(c.seg_leaf.size());
+  c.leaf_vals.assign(static_cast<size_t>(k) * p.n_regs, 0.0f);
+  const bool parallel = total >= kParallelMin;
+  for (size_t ph = 0; ph < p.phases.size(); ++ph) {
+    const Phase& phase = p.phases[ph];
+    if (phase.scalar) {  // once per leaf, on its per-leaf registers
+      Scratch sc(c);
+      for (int64_t i = 0; i < k; ++i) {
+        sc.Enter(c, i);
+        RunBlock(phase.code.data(), phase.code.size(), sc.regs.data(), 1, nullptr);
+        for (int32_t r : p.per_leaf) c.leaf_vals[i * p.n_regs + r] = sc.regs[r][0];
+      }
+      continue;
+    }
+    const bool last = ph + 1 == p.phases.size();
+    c.seg_red.assign(last ? 0 : static_cast<size_t>(n_seg) * p.n_regs, 0.0f);
+    ParallelFor(pool, parallel, c, n_seg, [&c, &phase, last](int64_t seg, Scratch& sc) {
+      RunSegment(c, phase, last, seg, sc);
+    });
+    if (last) break;
+    for (int64_t seg = 0; seg < n_seg; ++seg)  // in order: a deterministic sum
+      for (const Instr& in : phase.code)
+        if (in.op == kReduceAdd)
+          c.leaf_vals[c.seg_leaf[seg] * p.n_regs + in.dst] +=
+              c.seg_red[seg * p.n_regs + in.dst];
   }
-  // Work sharing: helpers and this thread take chunks from a counter; this thread
-  // only waits for chunks a helper has started, so a busy pool cannot deadlock it.
-  auto sh = std::make_shared<Shared>();
-  auto call = std::make_shared<Call>(c);
-  const int64_t helpers = std::min<int64_t>(threads, chunks - 1);
-  for (int64_t t = 0; t < helpers; ++t)
-    pool.Schedule([sh, call, total, chunks] { Work(*call, *sh, total, chunks); });
-  Work(*call, *sh, total, chunks);
-  while (sh->done.load(std::memory_order_acquire) < chunks) std::this_thread::yield();
   return ffi::Error::Success();
 }
 

@@ -114,6 +114,11 @@ class Rule:
       elementwise: the kernel may run on several leaves concatenated into one flat
         buffer (``multi_tensor=True``): it is elementwise, draws no random numbers and
         does not use ``h.index`` or ``h.name``.
+      per_leaf_scalars: the kernel is elementwise but for scalars of the whole leaf
+        (sums over the leaf, as LAMB's norms, or values computed from ``h.index``, which
+        it must accept as a traced int32). Under ``multi_tensor=True`` its state is flat
+        too: the CPU custom call runs it over all leaves at once, other backends leaf by
+        leaf on slices of the flat state.
     """
 
     kernel: Kernel
@@ -127,6 +132,7 @@ class Rule:
     prepare: Callable[..., tuple[Any, PyTree]] | None = None
     count_offset: int = 0
     elementwise: bool = True
+    per_leaf_scalars: bool = False
 
 
 class OptState(NamedTuple):
@@ -230,6 +236,21 @@ def pow_f32(beta: float, t: jax.Array) -> jax.Array:
         return jnp.where(t == 0, 1.0, 0.0).astype(jnp.float32)
     lb = math.log(float(np.float32(beta)))
     return 1.0 + jnp.expm1(t.astype(jnp.float32) * jnp.float32(lb))
+
+
+def int_pow(x: jax.Array, n: int | jax.Array, bound: int) -> jax.Array:
+    """``x ** n`` for an integer ``0 <= n < bound``, static or traced.
+
+    A static ``n`` is ``lax.integer_pow``; a traced one runs the same multiplications
+    (binary powering) under masks, so both give the same bits.
+    """
+    if isinstance(n, int):
+        return x**n
+    acc, base = jnp.ones_like(x), x
+    for bit in range(max(1, int(bound).bit_length())):
+        acc = jnp.where((n >> bit) & 1 == 1, acc * base, acc)
+        base = base * base
+    return acc
 
 
 def check_range(
@@ -686,7 +707,8 @@ def from_rule(
         )
     cfg = _config(rule, learning_rate, common)
 
-    layout = _multi_layout(rule, cfg) if cfg.multi_tensor and rule.elementwise else (
+    flat = rule.elementwise or rule.per_leaf_scalars
+    layout = _multi_layout(rule, cfg) if cfg.multi_tensor and flat else (
         _PerLeaf(rule, cfg)
     )
 

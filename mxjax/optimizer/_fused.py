@@ -49,7 +49,7 @@ _OPS = {
     name: i
     for i, name in enumerate(
         "add sub mul div neg max min abs sign sqrt eq ne lt le gt ge select and or not "
-        "copy is_finite floor ceil".split()
+        "copy is_finite floor ceil reduce_add".split()
     )
 }
 _BINARY = {"add", "sub", "mul", "div", "max", "min", "and", "or"}
@@ -65,11 +65,26 @@ class Unsupported(Exception):
     """The rule uses an operation the custom call does not implement."""
 
 
-@dataclasses.dataclass
-class _Elem:
-    """A value that depends on the leaf: a virtual register."""
+@dataclasses.dataclass(frozen=True)
+class _Reg:
+    """A value the program computes: a virtual register.
+
+    ``kind`` is ``"elem"`` (one value per element of the leaf) or ``"leaf"`` (one per
+    leaf: a reduction over the leaf, or computed from one); ``level`` is the first
+    element phase that can read it (a reduction of a level-``e`` value has level
+    ``e + 1``).
+    """
 
     reg: int
+    kind: str
+    level: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _Host:
+    """A per-leaf value JAX computes before the call (from the leaf's index)."""
+
+    values: jax.Array  # one entry per member of the group
 
 
 class _Builder:
@@ -77,35 +92,56 @@ class _Builder:
 
     def __init__(self, n_slots: int):
         self.n_slots = n_slots
-        self.n_values = 2 + n_slots  # virtual registers: w, g, slots, then temporaries
-        self.code: list[tuple[str, int, int, int, int]] = []
+        self.n_values = 2 + n_slots  # virtual registers: w, g, slots, then the rest
+        # (kind "elem" | "reduce" | "scalar", level, op, dst, a, b, c)
+        self.code: list[tuple[str, int, str, int, int, int, int]] = []
         self.uniforms: list[jax.Array] = []  # uniform values used by instructions
         self.uniform_reg: dict[int, int] = {}  # id(value) -> virtual register
+        self.host: list[jax.Array] = []  # per-leaf columns
+        self.host_reg: dict[int, int] = {}
         self._keep: list[Any] = []  # the values keyed by id, kept alive
 
-    def uniform(self, value: Any) -> int:
+    def new(self) -> int:
+        self.n_values += 1
+        return self.n_values - 1
+
+    def operand(self, value: Any) -> tuple[int, str, int]:
+        """(virtual register, kind, level) of an instruction operand."""
+        if isinstance(value, _Reg):
+            return value.reg, value.kind, value.level
+        if isinstance(value, _Host):
+            key = id(value)
+            if key not in self.host_reg:
+                self.host.append(value.values.astype(jnp.float32))
+                self.host_reg[key] = self.new()
+                self._keep.append(value)
+            return self.host_reg[key], "host", 0
         key = id(value)
         if key not in self.uniform_reg:
             x = jnp.asarray(value)
             if x.shape != () or x.dtype not in (_F32, _BOOL):
                 raise Unsupported(f"uniform of shape {x.shape} and dtype {x.dtype}")
             self.uniforms.append(x.astype(jnp.float32))
-            self._keep.append(value)
             self.uniform_reg[key] = self.new()
-        return self.uniform_reg[key]
+            self._keep.append(value)
+        return self.uniform_reg[key], "uniform", 0
 
-    def new(self) -> int:
-        self.n_values += 1
-        return self.n_values - 1
-
-    def reg(self, v: Any) -> int:
-        return v.reg if isinstance(v, _Elem) else self.uniform(v)
-
-    def emit(self, op: str, *args: Any) -> _Elem:
-        regs = [self.reg(a) for a in args] + [0] * (3 - len(args))
+    def emit(self, op: str, *args: Any) -> _Reg:
+        ops = [self.operand(a) for a in args]
+        level = max(lv for _, _, lv in ops)
+        regs = [r for r, _, _ in ops]
+        regs += regs[:1] * (3 - len(regs))  # unused operands repeat the first
         dst = self.new()
-        self.code.append((op, dst, *regs))
-        return _Elem(dst)
+        if any(k == "elem" for _, k, _ in ops):
+            self.code.append(("elem", level, op, dst, *regs))
+            return _Reg(dst, "elem", level)
+        self.code.append(("scalar", level, op, dst, *regs))
+        return _Reg(dst, "leaf", level)
+
+    def reduce(self, x: _Reg) -> _Reg:
+        dst = self.new()
+        self.code.append(("reduce", x.level, "reduce_add", dst, x.reg, x.reg, x.reg))
+        return _Reg(dst, "leaf", x.level + 1)
 
 
 def _check_aval(v: Any) -> None:
@@ -129,6 +165,16 @@ def _integer_pow(b: _Builder, x: Any, y: int) -> Any:
     return b.emit("div", jnp.float32(1.0), acc) if recip else acc
 
 
+def _bind_host(eqn: Any, ins: list) -> list:
+    """An equation on per-leaf host values: JAX computes it for every leaf (vmap)."""
+    axes = tuple(0 if isinstance(x, _Host) else None for x in ins)
+    args = [x.values if isinstance(x, _Host) else x for x in ins]
+    fn = lambda *xs: eqn.primitive.bind(*xs, **eqn.params)  # noqa: E731
+    outs = jax.vmap(fn, in_axes=axes)(*args)
+    outs = outs if eqn.primitive.multiple_results else [outs]
+    return [_Host(o) for o in outs]
+
+
 def _walk(b: _Builder, jaxpr: Any, consts: Sequence[Any], args: Sequence[Any]) -> list:
     env: dict[Any, Any] = {}
 
@@ -142,7 +188,7 @@ def _walk(b: _Builder, jaxpr: Any, consts: Sequence[Any], args: Sequence[Any]) -
     for eqn in jaxpr.eqns:
         ins = [read(v) for v in eqn.invars]
         name = eqn.primitive.name
-        if not any(isinstance(x, _Elem) for x in ins):  # uniform: JAX computes it
+        if not any(isinstance(x, (_Reg, _Host)) for x in ins):  # uniform: JAX computes it
             if name in ("broadcast_in_dim", "reshape") and jnp.shape(ins[0]) == ():
                 outs = ins  # a uniform spread over the leaf stays a scalar
             else:
@@ -159,6 +205,11 @@ def _walk(b: _Builder, jaxpr: Any, consts: Sequence[Any], args: Sequence[Any]) -
                 outs = _walk(b, inner.jaxpr, inner.consts, ins)
             else:
                 outs = _walk(b, inner, (), ins)
+        elif not any(isinstance(x, _Reg) for x in ins):  # per-leaf, from the index
+            if name in ("broadcast_in_dim", "reshape") and eqn.outvars[0].aval.shape:
+                outs = ins
+            else:
+                outs = _bind_host(eqn, ins)
         else:
             for v in (*eqn.invars, *eqn.outvars):
                 _check_aval(v)
@@ -169,15 +220,28 @@ def _walk(b: _Builder, jaxpr: Any, consts: Sequence[Any], args: Sequence[Any]) -
     return [read(v) for v in jaxpr.outvars]
 
 
+def _reciprocal(b: _Builder, x: Any) -> Any:
+    """``1 / x`` for a divisor that is the same for the whole leaf."""
+    if isinstance(x, _Host):
+        return _Host(jnp.float32(1.0) / x.values)
+    if isinstance(x, _Reg):
+        return b.emit("div", jnp.float32(1.0), x)
+    return jnp.float32(1.0) / x
+
+
 def _element(b: _Builder, name: str, eqn: Any, ins: list) -> Any:
-    """One leaf-dependent equation."""
-    if name == "div" and not isinstance(ins[1], _Elem):
+    """One equation on values the program computes."""
+    elem = lambda x: isinstance(x, _Reg) and x.kind == "elem"  # noqa: E731
+    if name == "div" and elem(ins[0]) and not elem(ins[1]):
         # XLA rewrites x / broadcast(s) as x * (1 / s); so does the program.
-        return b.emit("mul", ins[0], jnp.float32(1.0) / ins[1])
-    if name in _BINARY or name in _COMPARE:
+        return b.emit("mul", ins[0], _reciprocal(b, ins[1]))
+    if name in _BINARY or name in _COMPARE or name in _UNARY:
         return b.emit(name, *ins)
-    if name in _UNARY:
-        return b.emit(name, *ins)
+    if name == "reduce_sum":
+        (x,) = ins
+        if not elem(x) or tuple(eqn.params["axes"]) != (0,):
+            raise Unsupported("reduce_sum of a scalar")
+        return b.reduce(x)
     if name == "square":
         return b.emit("mul", ins[0], ins[0])
     if name == "integer_pow":
@@ -210,69 +274,144 @@ class Program:
 
     code: np.ndarray  # int32, the layout elementwise.cc parses
     uniforms: jax.Array  # float32 vector
+    per_leaf: jax.Array  # float32 [group members, columns]
 
 
-def _allocate(b: _Builder, outs: list[int]) -> np.ndarray:
-    """Linear-scan register allocation; returns the encoded program."""
+def _needed(b: _Builder, outs: list[int]) -> set[int]:
+    """The instructions (by destination) the outputs depend on."""
+    defs = {ins[3]: ins for ins in b.code}
+    need: set[int] = set()
+    stack = [r for r in outs if r in defs]
+    while stack:
+        r = stack.pop()
+        if r in need:
+            continue
+        need.add(r)
+        stack += [x for x in defs[r][4:] if x in defs and x not in need]
+    return need
+
+
+def _phases(b: _Builder, outs: list[int]) -> list[tuple[bool, list[tuple]]]:
+    """Split the instructions into phases; element values are recomputed where needed."""
+    need = _needed(b, outs)
+    code = [ins for ins in b.code if ins[3] in need]
+    defs = {ins[3]: ins for ins in code}
+    last = max([ins[1] for ins in code if ins[0] == "elem"] + [
+        ins[1] for ins in code if ins[0] in ("reduce", "scalar")
+    ] + [0])
+    phases: list[tuple[bool, list[tuple]]] = []
+    for level in range(last + 1):
+        scalar = [ins for ins in code if ins[0] == "scalar" and ins[1] == level]
+        if scalar:
+            phases.append((True, scalar))
+        targets = [ins[3] for ins in code if ins[0] == "reduce" and ins[1] == level]
+        if level == last:
+            targets += [r for r in outs if r in defs and defs[r][0] == "elem"]
+        wanted: set[int] = set()
+        stack = list(targets)
+        while stack:  # the element instructions these targets need, at this level
+            r = stack.pop()
+            if r in wanted:
+                continue
+            wanted.add(r)
+            stack += [
+                x for x in defs[r][4:]
+                if x in defs and defs[x][0] in ("elem",) and x not in wanted
+            ]
+        phases.append((False, [ins for ins in code if ins[3] in wanted]))
+    return phases
+
+
+def _encode(b: _Builder, outs: list[int]) -> np.ndarray:
+    """Register allocation (linear scan per phase) and the encoded program."""
     fixed = 2 + b.n_slots
-    last: dict[int, int] = {}
-    for k, (_, dst, x, y, z) in enumerate(b.code):
-        for r in (x, y, z):
-            last[r] = k
-    pinned = set(b.uniform_reg.values()) | set(outs) | set(range(fixed))
+    phases = _phases(b, outs)
+    per_leaf = sorted({ins[3] for _, code in phases for ins in code
+                       if ins[0] in ("scalar", "reduce")})
     phys: dict[int, int] = {r: r for r in range(fixed)}
-    for vr in b.uniform_reg.values():
+    for vr in (*b.uniform_reg.values(), *b.host_reg.values(), *per_leaf):
         phys[vr] = len(phys)
-    n_regs = len(phys)
-    free: list[int] = []
-    code = []
-    for k, (op, dst, x, y, z) in enumerate(b.code):
-        srcs = [phys[r] if r in phys else 0 for r in (x, y, z)]
-        if free:
-            phys[dst] = free.pop()
-        else:
-            phys[dst] = n_regs
-            n_regs += 1
-        code.append((_OPS[op], phys[dst], *srcs))
-        for r in {x, y, z}:  # freed after dst is chosen: no instruction works in place
-            if r in phys and r not in pinned and last.get(r) == k:
-                free.append(phys.pop(r))
+    base = len(phys)
+    n_regs = base
+    body: list[int] = []
+    for k, (scalar, code) in enumerate(phases):
+        last_use: dict[int, int] = {}
+        for i, ins in enumerate(code):
+            for r in ins[4:]:
+                last_use[r] = i
+        keep = set(outs) if k == len(phases) - 1 else set()
+        local = dict(phys)
+        free: list[int] = []
+        top = base
+        body += [int(scalar), len(code)]
+        for i, (_, _, op, dst, x, y, z) in enumerate(code):
+            srcs = [local.get(r, 0) for r in (x, y, z)]
+            if dst not in local:
+                if free:
+                    local[dst] = free.pop()
+                else:
+                    local[dst], top = top, top + 1
+            body += [_OPS[op], local[dst], *srcs]
+            for r in {x, y, z}:  # freed after dst is chosen: no instruction in place
+                if r in local and r not in phys and r not in keep and last_use.get(r) == i:
+                    free.append(local.pop(r))
+        n_regs = max(n_regs, top)
+        if k == len(phases) - 1:
+            out_phys = [local[r] for r in outs]
     header = [n_regs, b.n_slots, len(b.uniform_reg)]
-    for vr, value_index in zip(b.uniform_reg.values(), range(len(b.uniform_reg))):
-        header += [phys[vr], value_index]
-    header += [phys[r] for r in outs]
-    header.append(len(code))
-    return np.asarray(header + [v for ins in code for v in ins], np.int32)
+    for i, vr in enumerate(b.uniform_reg.values()):
+        header += [phys[vr], i]
+    header.append(len(b.host_reg))
+    for i, vr in enumerate(b.host_reg.values()):
+        header += [phys[vr], i]
+    header.append(len(per_leaf))
+    header += [phys[vr] for vr in per_leaf]
+    header += out_phys
+    header.append(len(phases))
+    return np.asarray(header + body, np.int32)
 
 
 def compile_group(
-    rule: Rule, cfg: _Config, info: _Leaf, n_slots: int, *, t: jax.Array, lr: jax.Array,
-    extra: Any, num_leaves: int,
+    rule: Rule, cfg: _Config, info: _Leaf, n_slots: int, members: Sequence[int], *,
+    t: jax.Array, lr: jax.Array, extra: Any, num_leaves: int,
 ) -> Program | None:
     """The program of one group's update, or ``None`` if the rule cannot be compiled.
 
-    Must be called while tracing the step: the uniform values are computed here.
+    ``members`` are the group's leaf indices (tree order): a kernel may use ``h.index``,
+    which JAX then evaluates for every member before the call. Must be called while
+    tracing the step: the uniform values are computed here.
     """
     if not _kernels.available() or info.dtype != _F32 or info.compute != _F32:
         return None
     spec = jax.ShapeDtypeStruct((STANDIN,), jnp.float32)
 
-    def leaf_update(w, g, slots, t, lr, extra):
+    def leaf_update(w, g, slots, t, lr, extra, index):
         return apply_rule(rule, cfg, info, w, g, slots, t=t, lr=lr, extra=extra,
-                          index=-1, num_leaves=num_leaves)
+                          index=index, num_leaves=num_leaves)
 
-    closed = jax.make_jaxpr(leaf_update)(spec, spec, (spec,) * n_slots, t, lr, extra)
+    index = jax.ShapeDtypeStruct((), jnp.int32)
+    try:
+        closed = jax.make_jaxpr(leaf_update)(
+            spec, spec, (spec,) * n_slots, t, lr, extra, index
+        )
+    except (TypeError, jax.errors.ConcretizationTypeError):  # index used statically
+        return None
     b = _Builder(n_slots)
-    args = [_Elem(r) for r in range(2 + n_slots)] + jax.tree.leaves((t, lr, extra))
+    indices = _Host(jnp.asarray(np.asarray(members, np.int32)))
+    args = [_Reg(r, "elem", 0) for r in range(2 + n_slots)]
+    args += [*jax.tree.leaves((t, lr, extra)), indices]
     try:
         outs = _walk(b, closed.jaxpr, closed.consts, args)
-        out_regs = [b.reg(o) for o in outs]
+        # An output that is the same over the leaf is a register filled with it.
+        out_regs = [b.operand(o)[0] for o in outs]
     except Unsupported:
         return None
     if len(out_regs) != 1 + n_slots:
         return None
     uniforms = jnp.stack(b.uniforms) if b.uniforms else jnp.zeros((1,), jnp.float32)
-    return Program(_allocate(b, out_regs), uniforms)
+    host = (jnp.stack(b.host, axis=1) if b.host
+            else jnp.zeros((len(members), 1), jnp.float32))
+    return Program(_encode(b, out_regs), uniforms, host)
 
 
 def run_group(
@@ -290,13 +429,13 @@ def run_group(
             [jax.ShapeDtypeStruct(jnp.shape(w), jnp.float32) for w in ws]
             + [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in slots],
             input_output_aliases={
-                **{1 + i: i for i in range(k)},
-                **{1 + 2 * k + j: k + j for j in range(s)},
+                **{2 + i: i for i in range(k)},
+                **{2 + 2 * k + j: k + j for j in range(s)},
             },
             vmap_method="sequential",
         )
         out = call(
-            program.uniforms, *ws, *gs, *slots,
+            program.uniforms, program.per_leaf[lo : lo + k], *ws, *gs, *slots,
             program=program.code, n_leaves=np.int64(k), slot_base=np.int64(base),
         )
         new_w += out[:k]

@@ -84,9 +84,10 @@ def lamb(
         ratio = safe_div(r1, r2, (r1 != 0) & (r2 != 0)).astype(dt)
         return w - (h.lr * ratio) * u, (mean, var)
 
-    # Not elementwise: the trust ratio needs the whole leaf's norms.
+    # Not elementwise: the trust ratio needs the whole leaf's norms (per-leaf scalars).
     return from_rule(
-        Rule(kernel, slots=("mean", "var"), wd_mode="kernel", elementwise=False),
+        Rule(kernel, slots=("mean", "var"), wd_mode="kernel", elementwise=False,
+             per_leaf_scalars=True),
         name="lamb",
         learning_rate=learning_rate,
         hyperparams=dict(

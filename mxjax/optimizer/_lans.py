@@ -91,6 +91,7 @@ def lans(
             wd_mode="raw",
             state_dtype="float32",
             elementwise=False,
+            per_leaf_scalars=True,
         ),
         name="lans",
         learning_rate=learning_rate,

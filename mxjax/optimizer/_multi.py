@@ -169,6 +169,32 @@ class MultiTensor:
                 "from another parameter tree?)"
             )
 
+    def _leaf_by_leaf(
+        self, gr: _Group, infos: list[_Leaf], p_leaves: list, g_leaves: list,
+        flat: tuple, new_params: list, n: int, kw: dict,
+    ) -> tuple[jax.Array, ...]:
+        """A group of a rule with per-leaf scalars on the XLA path: each member's slots
+        are a slice of the flat buffers; returns the group's new flat buffers."""
+        pieces: list[list[jax.Array]] = [[] for _ in flat]
+        start = 0
+        for j in gr.members:
+            leaf, size = p_leaves[j], _size(p_leaves[j])
+            info = infos[j]
+            s = tuple(
+                lax.slice(x.reshape(-1), (start,), (start + size,)).reshape(leaf.shape)
+                for x in flat
+            )
+            new_params[j], s_new = apply_rule(
+                self.rule, self.cfg, info, None if info.master else leaf, g_leaves[j], s,
+                index=j, num_leaves=n, **kw,
+            )
+            for acc, x in zip(pieces, s_new):
+                acc.append(x.reshape(-1))
+            start += size
+        return tuple(
+            jnp.concatenate(acc).reshape(x.shape) for acc, x in zip(pieces, flat)
+        )
+
     def step(
         self,
         infos: list[_Leaf],
@@ -185,7 +211,8 @@ class MultiTensor:
         new_groups = []
         for k, gr in enumerate(groups):
             program = compile_group(
-                self.rule, self.cfg, gr.info, len(slots.groups[k]), num_leaves=n, **kw
+                self.rule, self.cfg, gr.info, len(slots.groups[k]), gr.members,
+                num_leaves=n, **kw,
             )
             if program is not None:  # one custom call per chunk of leaves, in place
                 ws, s_new = run_group(
@@ -197,6 +224,12 @@ class MultiTensor:
                 for j, w_new in zip(gr.members, ws):
                     new_params[j] = w_new
                 new_groups.append(s_new)
+                continue
+            if not self.rule.elementwise:  # per-leaf scalars: leaf by leaf, on slices
+                new_groups.append(
+                    self._leaf_by_leaf(gr, infos, p_leaves, g_leaves, slots.groups[k],
+                                       new_params, n, kw)
+                )
                 continue
             w = (
                 None

@@ -9,7 +9,16 @@ import jax
 import jax.numpy as jnp
 
 from ._adam import check_betas
-from ._base import Hyper, Optimizer, Rule, Slots, check_range, from_rule, one_minus_pow
+from ._base import (
+    Hyper,
+    Optimizer,
+    Rule,
+    Slots,
+    check_range,
+    from_rule,
+    int_pow,
+    one_minus_pow,
+)
 
 
 def nadam(
@@ -62,7 +71,7 @@ def nadam(
     def kernel(w: jax.Array, g: jax.Array, s: Slots, h: Hyper) -> tuple[jax.Array, Slots]:
         m, v = s
         sched_prev, mu_t, mu_next = h.extra
-        sched = sched_prev * mu_t ** (h.index + 1)
+        sched = sched_prev * int_pow(mu_t, h.index + 1, h.num_leaves + 1)
         sched_next = sched * mu_next
         dt = w.dtype
         m = m * jnp.asarray(beta1, dt) + jnp.asarray(1.0 - beta1, dt) * g
@@ -81,6 +90,7 @@ def nadam(
             init_extra=lambda: jnp.ones((), jnp.float32),
             prepare=prepare,
             elementwise=False,  # the schedule depends on the leaf's index
+            per_leaf_scalars=True,
         ),
         name="nadam",
         learning_rate=learning_rate,

@@ -111,7 +111,7 @@ def test_same_params_as_per_leaf(name: str, path: str) -> None:
     opt, got, state = run(name, True, params)
     leaves_close(got, ref, rtol=2e-5 if name != "ftml" else 1e-4)
     assert int(state.count) == int(ref_state.count) == 3
-    if opt.rule.elementwise:
+    if opt.rule.elementwise or opt.rule.per_leaf_scalars:
         assert isinstance(state.slots, MultiSlots)
         # f32 lr_mult 1 (the big leaf too), f32 lr_mult 2, f16 (master copy)
         assert len(state.slots.groups) == (3 if name != "groupadagrad" else 2)
@@ -122,6 +122,9 @@ def test_same_params_as_per_leaf(name: str, path: str) -> None:
 
 
 ELEMENTWISE = [n for n in NAMES if mx.optimizer.create(n).rule.elementwise]
+# Elementwise but for scalars of the whole leaf: norms (LAMB, LANS), the leaf's index (Nadam)
+PER_LEAF = [n for n in NAMES if mx.optimizer.create(n).rule.per_leaf_scalars]
+FLAT = ELEMENTWISE + PER_LEAF
 
 
 def f32_tree() -> dict:
@@ -147,7 +150,7 @@ def test_custom_call_equals_op_by_op_reference_bitwise(name: str) -> None:
     leaves_equal(got, p)
 
 
-@pytest.mark.parametrize("name", ELEMENTWISE)
+@pytest.mark.parametrize("name", FLAT)
 def test_every_elementwise_optimizer_runs_in_the_custom_call(name: str) -> None:
     """No eligible optimizer falls back to XLA on the CPU, with every preamble option."""
     params = f32_tree()
@@ -236,34 +239,57 @@ def test_user_rule_runs_in_the_custom_call() -> None:
     leaves_equal(got, want)
 
 
-def test_malformed_program_is_an_error_not_a_crash() -> None:
+@pytest.mark.parametrize(
+    "code",
+    [
+        [99, 0],  # truncated
+        [5, 0, 0, 0, 0, 5, 1, 0, 1, 0, 0],  # output register out of range
+        [3, 0, 0, 0, 0, 2, 1, 0, 1, 0, 0, 0, 0, 0],  # element phase writes an input
+        [4, 0, 0, 0, 0, 3, 1, 0, 1, 0, 0, 3, 0, 0, 0],  # scalar phase writes a temporary
+        [4, 0, 0, 0, 1, 3, 3, 1, 0, 1, 24, 3, 0, 0, 0],  # a reduction in the last phase
+        [3, 0, 0, 0, 0, 0, 1, 0, 1, 77, 2, 0, 0, 0],  # unknown operation
+    ],
+)
+def test_malformed_program_is_an_error_not_a_crash(code: list) -> None:
     assert _fused._kernels.available()
-    bad = _fused.Program(np.asarray([99, 0, 0], np.int32), jnp.zeros((1,)))
+    bad = _fused.Program(np.asarray(code, np.int32), jnp.zeros((1,)), jnp.zeros((1, 1)))
     with pytest.raises(Exception, match="malformed program"):
         jax.block_until_ready(_fused.run_group(bad, [jnp.ones(3)], [jnp.ones(3)], ()))
-
-
 def test_eligible_optimizers() -> None:
-    eligible = {n for n in NAMES if mx.optimizer.create(n).rule.elementwise}
-    # random, index-dependent and whole-leaf algorithms keep the per-leaf path
-    assert not eligible & {
-        "sgld",
-        "nadam",
-        "lbsgd",
-        "lamb",
-        "lans",
-        "lars",
-        "groupadagrad",
-    }
+    eligible = set(FLAT)
+    # random, name-dependent, lagged and per-row algorithms keep the per-leaf path
+    assert not eligible & {"sgld", "lbsgd", "lars", "groupadagrad"}
     assert {
-        "sgd",
-        "adam",
-        "rmsprop",
-        "adagrad",
-        "adadelta",
-        "ftrl",
-        "signum",
+        "sgd", "adam", "rmsprop", "adagrad", "adadelta", "ftrl", "signum", "ftml",
+        "lamb", "lans", "nadam",
     } <= eligible
+    assert set(PER_LEAF) == {"lamb", "lans", "nadam"}
+
+
+def test_int_pow_traced_equals_static_bitwise() -> None:
+    """Nadam's per-leaf schedule: the same bits from a static and a traced exponent."""
+    from mxjax.optimizer._base import int_pow
+
+    mu = jnp.float32(0.89641)
+    traced = jax.jit(jax.vmap(lambda n: int_pow(mu, n, 3000)))(jnp.arange(3000))
+    static = jnp.stack([jax.jit(lambda m, n=n: int_pow(m, n, 3000))(mu) for n in range(0, 3000, 37)])
+    np.testing.assert_array_equal(np.asarray(traced[::37]), np.asarray(static))
+
+
+@pytest.mark.parametrize("name", PER_LEAF)
+def test_per_leaf_scalars_in_the_custom_call_are_deterministic(name: str) -> None:
+    """Norms are summed in a fixed order (blocks, then segments in order): the same
+    bits on every run, whatever the threads did, and close to XLA's sums."""
+    params = {"big_weight": jnp.linspace(-1.0, 1.0, 300_000), **f32_tree()}
+    g = jax.tree.map(lambda x: jnp.sin(x * 7.0) * 0.3, params)
+    opt = mx.optimizer.create(name, multi_tensor=True, wd=0.01)
+    step = jax.jit(opt.update)
+    runs = [step(g, opt.init(params), params)[0] for _ in range(3)]
+    for r in runs[1:]:
+        leaves_equal(r, runs[0])
+    ref = mx.optimizer.create(name, wd=0.01)
+    want, _ = jax.jit(ref.update)(g, ref.init(params), params)
+    leaves_close(runs[0], want, rtol=1e-5)
 
 
 def test_skip_nonfinite_leaves_everything_untouched() -> None:
@@ -293,7 +319,7 @@ ARRAY_COPY = re.compile(r"= \w+\[\d[\d,]*\]\{[\d,]*\} copy\(")
 XLA_COPY_FREE = ("sgd", "adam", "rmsprop", "adagrad", "adadelta", "signum")
 
 
-@pytest.mark.parametrize("name", ELEMENTWISE)
+@pytest.mark.parametrize("name", FLAT)
 def test_naive_donated_jit_copies_no_array(name: str, path: str) -> None:
     """``jax.jit(opt.update, donate_argnums=(1, 2))``: flat slots never share a
     parameter's shape, so JAX pairs every donated buffer with its own successor, and the
