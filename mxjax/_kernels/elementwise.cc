@@ -25,6 +25,8 @@
 //   n_leaf_uniform, (reg, column of ul) * n_leaf_uniform,
 //   n_per_leaf, (reg) * n_per_leaf            -- written by scalar phases and reductions
 //   (out_reg) * (1 + n_slots)                 -- w', slot'
+//   (direct) * (1 + n_slots)                  -- 1: the last phase computes this output
+//                                                straight into its destination
 //   n_phases, per phase: kind (0 element, 1 scalar), n_instr, (op, dst, a, b, c) * n_instr
 // Registers 0, 1 and 2..1+n_slots are w, g and the slots, read where they lie.
 
@@ -75,6 +77,7 @@ struct Program {
   std::vector<std::pair<int32_t, int32_t>> leaf_uniforms;  // (reg, column of ul)
   std::vector<int32_t> per_leaf;                           // registers kept per leaf
   std::vector<int32_t> outs;                               // w', slot' registers
+  std::vector<uint8_t> direct;                             // written in place by RunBlock
   std::vector<Phase> phases;
   std::vector<Kind> kind;
 };
@@ -119,6 +122,13 @@ bool Parse(ffi::Span<const int32_t> p, Program* out) {
     int32_t r;
     if (!next(&r) || !ok(r)) return false;
     out->outs.push_back(r);
+  }
+  for (int32_t j = 0; j < fixed - 1; ++j) {
+    int32_t d;
+    // Only a scratch register can be pointed at the destination.
+    if (!next(&d) || (d != 0 && d != 1) || (d && out->kind[out->outs[j]] != kTemp))
+      return false;
+    out->direct.push_back(static_cast<uint8_t>(d));
   }
   if (!next(&n) || n < 1) return false;
   for (int32_t ph = 0; ph < n; ++ph) {
@@ -267,14 +277,20 @@ void RunSegment(const Call& c, const Phase& ph, bool last, int64_t seg, Scratch&
     regs[0] = const_cast<float*>(c.w[leaf] + j);
     regs[1] = const_cast<float*>(c.g[leaf] + j);
     for (int32_t k = 0; k < S; ++k) regs[2 + k] = const_cast<float*>(c.s[k] + so);
+    float* dst[1 + kMaxSlots];
+    if (last) {
+      dst[0] = c.w_out[leaf] + j;
+      for (int32_t k = 0; k < S; ++k) dst[1 + k] = c.s_out[k] + so;
+      // The compiler marked these outputs direct: their input is read for the last time
+      // before they are computed, so they can be computed in place.
+      for (int32_t o = 0; o <= S; ++o)
+        if (p.direct[o]) regs[p.outs[o]] = dst[o];
+    }
     RunBlock(ph.code.data(), ph.code.size(), regs, n, red);
     if (!last) continue;
     // An output that is another input's unchanged value (DCASGD keeps the old weight)
     // is staged first: that input's memory may be the destination of another output.
-    float* dst[1 + kMaxSlots];
     const float* src[1 + kMaxSlots];
-    dst[0] = c.w_out[leaf] + j;
-    for (int32_t k = 0; k < S; ++k) dst[1 + k] = c.s_out[k] + so;
     for (int32_t o = 0; o <= S; ++o) {
       const int32_t r = p.outs[o];
       src[o] = regs[r];
@@ -286,6 +302,9 @@ void RunSegment(const Call& c, const Phase& ph, bool last, int64_t seg, Scratch&
     for (int32_t o = 0; o <= S; ++o)
       if (src[o] != dst[o]) std::memcpy(dst[o], src[o], n * sizeof(float));
   }
+  if (last)  // the direct outputs' registers point into the operands: back to scratch
+    for (int32_t o = 0; o <= S; ++o)
+      if (p.direct[o]) regs[p.outs[o]] = sc.blocks.data() + p.outs[o] * kBlock;
 }
 
 // Runs fn(item, scratch) for items [0, n): on this thread, and on the pool when there is

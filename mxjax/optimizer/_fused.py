@@ -15,10 +15,15 @@ evaluated by JAX as usual and becomes a *uniform*, an entry of a small float32 v
 passed to the call; every equation that does is translated to one instruction of the
 program. Only IEEE-exact operations are translated (``+ - * /``, sqrt, min/max, abs,
 sign, comparisons, select, integer powers as JAX lowers them); each rounds to float32 on
-its own, as XLA does, so the results equal the reference path's (tested for every
-eligible optimizer). A rule using anything else (a transcendental function of a leaf, a
-reduction, another dtype) gets ``None`` from :func:`compile_group` and runs on the XLA
-multi-tensor path instead.
+its own, as XLA does, so the results equal the reference path's evaluated operation by
+operation (tested for every eligible optimizer).
+
+Per-leaf scalars (``Rule.per_leaf_scalars``): a ``reduce_sum`` over the leaf becomes a
+reduction into a per-leaf register, and what depends on it runs in a later *phase*
+(:func:`_phases`); equations on ``h.index`` (traced as an int32) are evaluated by JAX for
+every member with ``vmap`` and reach the call as a per-leaf table. A rule using anything
+else (a transcendental function of a leaf, another dtype) gets ``None`` from
+:func:`compile_group` and runs on the XLA multi-tensor path instead.
 
 The custom call exists for XLA's CPU backend only; elsewhere (and where the kernel
 library was not built) the group runs on the XLA path, with the same state layout.
@@ -322,6 +327,24 @@ def _phases(b: _Builder, outs: list[int]) -> list[tuple[bool, list[tuple]]]:
     return phases
 
 
+def _direct(b: _Builder, code: list[tuple], outs: list[int]) -> list[int]:
+    """Per output, 1 if the last phase may compute it straight into its destination:
+    it is computed there, after the last read of the input whose memory it overwrites
+    (w for w', each slot for its successor), and no output is an input's copy (those
+    are staged before any output is written)."""
+    fixed = 2 + b.n_slots
+    if any(r < fixed for r in outs):
+        return [0] * len(outs)
+    defined = {ins[3]: i for i, ins in enumerate(code)}
+    flags = []
+    for o, r in enumerate(outs):
+        source = 0 if o == 0 else 1 + o
+        reads = [i for i, ins in enumerate(code) if source in ins[4:]]
+        ok = r in defined and defined[r] > max(reads, default=-1) and outs.count(r) == 1
+        flags.append(int(ok))
+    return flags
+
+
 def _encode(b: _Builder, outs: list[int]) -> np.ndarray:
     """Register allocation (linear scan per phase) and the encoded program."""
     fixed = 2 + b.n_slots
@@ -347,7 +370,9 @@ def _encode(b: _Builder, outs: list[int]) -> np.ndarray:
         for i, (_, _, op, dst, x, y, z) in enumerate(code):
             srcs = [local.get(r, 0) for r in (x, y, z)]
             if dst not in local:
-                if free:
+                # An output gets a register of its own: it may point at the destination
+                # for the whole block.
+                if free and dst not in keep:
                     local[dst] = free.pop()
                 else:
                     local[dst], top = top, top + 1
@@ -358,6 +383,7 @@ def _encode(b: _Builder, outs: list[int]) -> np.ndarray:
         n_regs = max(n_regs, top)
         if k == len(phases) - 1:
             out_phys = [local[r] for r in outs]
+            direct = _direct(b, code, outs)
     header = [n_regs, b.n_slots, len(b.uniform_reg)]
     for i, vr in enumerate(b.uniform_reg.values()):
         header += [phys[vr], i]
@@ -367,6 +393,7 @@ def _encode(b: _Builder, outs: list[int]) -> np.ndarray:
     header.append(len(per_leaf))
     header += [phys[vr] for vr in per_leaf]
     header += out_phys
+    header += direct
     header.append(len(phases))
     return np.asarray(header + body, np.int32)
 

@@ -25,10 +25,12 @@ the parameters and gradients as the only per-leaf arrays, and because no slot ha
 parameter's shape, ``jax.jit(opt.update, donate_argnums=(1, 2))`` pairs every donated
 buffer with its own successor: the step runs in place with no copies.
 
-Only rules with ``Rule.elementwise`` (no use of ``h.index``/``h.name``, no random draws, no
-reductions over a leaf) use this layout; any other optimizer ignores the flag. Every
-element goes through the same float32 operations as on the per-leaf path (tested for
-every eligible optimizer, and by the MXNet parity replay).
+Rules with ``Rule.elementwise`` (no use of ``h.index``/``h.name``, no random draws, no
+reductions over a leaf) use this layout, and so do rules with ``Rule.per_leaf_scalars``
+(LAMB, LANS, Nadam): the custom call handles their per-leaf scalars, and the XLA path
+runs them leaf by leaf on slices of the flat state. Any other optimizer ignores the flag.
+Every element goes through the same float32 operations as on the per-leaf path (tested
+for every eligible optimizer, and by the MXNet parity replay).
 """
 
 from __future__ import annotations
