@@ -57,7 +57,9 @@ constexpr int32_t kMaxSlots = 16;
 enum Op : int32_t {
   kAdd = 0, kSub, kMul, kDiv, kNeg, kMax, kMin, kAbs, kSign, kSqrt,
   kEq, kNe, kLt, kLe, kGt, kGe, kSelect, kAnd, kOr, kNot, kCopy, kIsFinite,
-  kFloor, kCeil, kReduceAdd, kNumOps
+  kFloor, kCeil, kReduceAdd,
+  kMulAdd, kMulSub, kSubMul,  // a*b + c, a*b - c, c - a*b: each operation rounded
+  kNumOps
 };
 
 enum Kind : int8_t { kInput, kUniform, kLeafUniform, kPerLeaf, kTemp };
@@ -204,6 +206,9 @@ void RunBlock(const Instr* code, size_t count, float** regs, int64_t n, float* r
       case kIsFinite: MX_LOOP(std::isfinite(a[i]) ? 1.0f : 0.0f)
       case kFloor: MX_LOOP(std::floor(a[i]))
       case kCeil: MX_LOOP(std::ceil(a[i]))
+      case kMulAdd: MX_LOOP(a[i] * b[i] + c[i])
+      case kMulSub: MX_LOOP(a[i] * b[i] - c[i])
+      case kSubMul: MX_LOOP(c[i] - a[i] * b[i])
       case kReduceAdd: {
         float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
         int64_t i = 0;

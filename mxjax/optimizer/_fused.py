@@ -54,7 +54,7 @@ _OPS = {
     name: i
     for i, name in enumerate(
         "add sub mul div neg max min abs sign sqrt eq ne lt le gt ge select and or not "
-        "copy is_finite floor ceil reduce_add".split()
+        "copy is_finite floor ceil reduce_add muladd mulsub submul".split()
     )
 }
 _BINARY = {"add", "sub", "mul", "div", "max", "min", "and", "or"}
@@ -197,8 +197,13 @@ def _walk(b: _Builder, jaxpr: Any, consts: Sequence[Any], args: Sequence[Any]) -
             if name in ("broadcast_in_dim", "reshape") and jnp.shape(ins[0]) == ():
                 outs = ins  # a uniform spread over the leaf stays a scalar
             else:
+                concrete = not any(isinstance(x, jax.core.Tracer) for x in ins)
                 try:
-                    outs = eqn.primitive.bind(*ins, **eqn.params)
+                    if concrete:  # constants stay constants (the peephole reads them)
+                        with jax.ensure_compile_time_eval():
+                            outs = eqn.primitive.bind(*ins, **eqn.params)
+                    else:
+                        outs = eqn.primitive.bind(*ins, **eqn.params)
                 except (TypeError, ValueError) as e:  # a shape-dependent operation
                     raise Unsupported(name) from e
                 outs = outs if eqn.primitive.multiple_results else [outs]
@@ -282,6 +287,54 @@ class Program:
     per_leaf: jax.Array  # float32 [group members, columns]
 
 
+def _peephole(b: _Builder, outs: list[int]) -> list[int]:
+    """Fewer instructions, the same bits; returns the outputs' registers after it.
+
+    * ``select(x == x, x, nan)`` (:func:`~mxjax.optimizer._base.unfused`, which only
+      keeps XLA from contracting) is ``x``;
+    * a product used once, then added or subtracted, becomes one instruction that
+      still rounds twice (``a*b + c``, ``a*b - c``, ``c - a*b``).
+    """
+    defs = {ins[3]: ins for ins in b.code}
+    uses: dict[int, int] = {}
+    for ins in b.code:
+        for r in set(ins[4:]):
+            uses[r] = uses.get(r, 0) + 1
+    for r in outs:
+        uses[r] = uses.get(r, 0) + 1
+    nan_regs = {reg for key, reg in b.uniform_reg.items()
+                for v in b._keep if id(v) == key and _is_nan(v)}
+    alias: dict[int, int] = {}
+    code = []
+    for kind, level, op, dst, x, y, z in b.code:
+        x, y, z = (alias.get(r, r) for r in (x, y, z))
+        if kind == "elem" and op == "select" and y in nan_regs and x in defs:
+            cond = defs[x]
+            if cond[2] == "eq" and cond[4] == cond[5] == z:
+                alias[dst] = z
+                continue
+        if kind == "elem" and op in ("add", "sub"):
+            for prod, other, fused in ((x, y, "muladd" if op == "add" else "mulsub"),
+                                       (y, x, "muladd" if op == "add" else "submul")):
+                m = defs.get(prod)
+                if m and m[0] == "elem" and m[2] == "mul" and uses.get(prod) == 1:
+                    code.append((kind, level, fused, dst, m[4], m[5], other))
+                    break
+            else:
+                code.append((kind, level, op, dst, x, y, z))
+            continue
+        code.append((kind, level, op, dst, x, y, z))
+    b.code = code
+    return [alias.get(r, r) for r in outs]
+
+
+def _is_nan(v: Any) -> bool:
+    try:
+        return bool(np.isnan(np.asarray(v, np.float32)))
+    except (TypeError, jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return False
+
+
 def _needed(b: _Builder, outs: list[int]) -> set[int]:
     """The instructions (by destination) the outputs depend on."""
     defs = {ins[3]: ins for ins in b.code}
@@ -329,7 +382,7 @@ def _phases(b: _Builder, outs: list[int]) -> list[tuple[bool, list[tuple]]]:
 
 def _direct(b: _Builder, code: list[tuple], outs: list[int]) -> list[int]:
     """Per output, 1 if the last phase may compute it straight into its destination:
-    it is computed there, after the last read of the input whose memory it overwrites
+    it is computed there, by or after the last read of the input whose memory it overwrites
     (w for w', each slot for its successor), and no output is an input's copy (those
     are staged before any output is written)."""
     fixed = 2 + b.n_slots
@@ -340,13 +393,16 @@ def _direct(b: _Builder, code: list[tuple], outs: list[int]) -> list[int]:
     for o, r in enumerate(outs):
         source = 0 if o == 0 else 1 + o
         reads = [i for i, ins in enumerate(code) if source in ins[4:]]
-        ok = r in defined and defined[r] > max(reads, default=-1) and outs.count(r) == 1
+        # (the defining instruction itself may read it: it reads each element before
+        # writing it, at the same index)
+        ok = r in defined and defined[r] >= max(reads, default=-1) and outs.count(r) == 1
         flags.append(int(ok))
     return flags
 
 
 def _encode(b: _Builder, outs: list[int]) -> np.ndarray:
     """Register allocation (linear scan per phase) and the encoded program."""
+    outs = _peephole(b, outs)
     fixed = 2 + b.n_slots
     phases = _phases(b, outs)
     per_leaf = sorted({ins[3] for _, code in phases for ins in code
