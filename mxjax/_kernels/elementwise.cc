@@ -330,7 +330,7 @@ void ParallelFor(ffi::ThreadPool& pool, bool parallel, const Call& c, int64_t n,
       sh->done.fetch_add(1, std::memory_order_release);
     }
   };
-  const int64_t helpers = parallel ? std::min<int64_t>(pool.num_threads(), n - 1) : 0;
+  const int64_t helpers = parallel ? std::min<int64_t>(pool.num_threads() - 1, n - 1) : 0;
   for (int64_t t = 0; t < helpers; ++t) pool.Schedule(decltype(work)(work));
   work();
   while (sh->done.load(std::memory_order_acquire) < n) std::this_thread::yield();
