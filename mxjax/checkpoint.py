@@ -259,7 +259,10 @@ def _check_meta(path: str, meta: dict[str, Any]) -> None:
     def bad(what: str) -> CheckpointError:
         return CheckpointError(f"{path}: malformed checkpoint description ({what})")
 
-    opt = meta.get("optimizer")
+    missing = [k for k in ("optimizer", "state", "params") if k not in meta]
+    if missing:
+        raise bad(f"no {', '.join(missing)}")
+    opt = meta["optimizer"]
     if opt is not None and not (
         isinstance(opt, dict)
         and isinstance(opt.get("name"), str)

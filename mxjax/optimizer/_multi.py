@@ -171,31 +171,68 @@ class MultiTensor:
                 "from another parameter tree?)"
             )
 
-    def _leaf_by_leaf(
-        self, gr: _Group, infos: list[_Leaf], p_leaves: list, g_leaves: list,
-        flat: tuple, new_params: list, n: int, kw: dict,
-    ) -> tuple[jax.Array, ...]:
-        """A group of a rule with per-leaf scalars on the XLA path: each member's slots
-        are a slice of the flat buffers; returns the group's new flat buffers."""
-        pieces: list[list[jax.Array]] = [[] for _ in flat]
-        start = 0
-        for j in gr.members:
-            leaf, size = p_leaves[j], _size(p_leaves[j])
-            info = infos[j]
-            s = tuple(
-                lax.slice(x.reshape(-1), (start,), (start + size,)).reshape(leaf.shape)
-                for x in flat
+    def _xla_group(
+        self, gr: _Group, infos: list[_Leaf], n: int, ws: list, gs: list, flat: tuple,
+        kw: dict,
+    ) -> tuple[list, tuple]:
+        """One group through XLA: on the concatenation, or leaf by leaf on slices of the
+        flat state for a rule with per-leaf scalars. Returns new weights and slots."""
+        sizes = [_size(w) for w in ws]
+        if not self.rule.elementwise:
+            new_w, pieces, start = [], [[] for _ in flat], 0
+            for j, w, g, size in zip(gr.members, ws, gs, sizes):
+                info = infos[j]
+                s = tuple(
+                    lax.slice(x.reshape(-1), (start,), (start + size,)).reshape(w.shape)
+                    for x in flat
+                )
+                w_new, s_new = apply_rule(
+                    self.rule, self.cfg, info, None if info.master else w, g, s,
+                    index=j, num_leaves=n, **kw,
+                )
+                new_w.append(w_new)
+                for acc, x in zip(pieces, s_new):
+                    acc.append(x.reshape(-1))
+                start += size
+            return new_w, tuple(
+                jnp.concatenate(acc).reshape(x.shape) for acc, x in zip(pieces, flat)
             )
-            new_params[j], s_new = apply_rule(
-                self.rule, self.cfg, info, None if info.master else leaf, g_leaves[j], s,
-                index=j, num_leaves=n, **kw,
-            )
-            for acc, x in zip(pieces, s_new):
-                acc.append(x.reshape(-1))
-            start += size
-        return tuple(
-            jnp.concatenate(acc).reshape(x.shape) for acc, x in zip(pieces, flat)
+        w = None if gr.info.master else _concat(ws, gr.shape)
+        w_new, s_new = apply_rule(
+            self.rule, self.cfg, gr.info, w, _concat(gs, gr.shape), flat, index=-1,
+            num_leaves=n, **kw,
         )
+        # Materialised once: each leaf's kernel is then a plain slice of it (else XLA
+        # fuses the group's update into every slice, and compiles far longer).
+        out = lax.optimization_barrier(w_new).reshape(-1)
+        starts = np.cumsum([0, *sizes])
+        new_w = [
+            lax.slice(out, (int(a),), (int(b),)).reshape(jnp.shape(w))
+            for a, b, w in zip(starts[:-1], starts[1:], ws)
+        ]
+        return new_w, tuple(s_new)
+
+    def _group(
+        self, gr: _Group, infos: list[_Leaf], n: int, ws: list, gs: list, flat: tuple,
+        kw: dict,
+    ) -> tuple[list, tuple]:
+        """One group: the custom call where it can run it (its JVP is the XLA path's, so
+        a step stays differentiable), else XLA."""
+        xla = lambda ws, gs, flat, kw: self._xla_group(  # noqa: E731
+            gr, infos, n, ws, gs, flat, kw
+        )
+
+        @jax.custom_jvp
+        def fused(ws, gs, flat, kw):
+            program = compile_group(
+                self.rule, self.cfg, gr.info, len(flat), gr.members, num_leaves=n, **kw
+            )
+            if program is None:
+                return xla(ws, gs, flat, kw)
+            return run_group(program, ws, gs, flat)
+
+        fused.defjvp(lambda primals, tangents: jax.jvp(xla, primals, tangents))
+        return fused(ws, gs, tuple(flat), kw)
 
     def step(
         self,
@@ -212,54 +249,13 @@ class MultiTensor:
         new_leaf_slots = list(_slots_per_leaf(treedef, slots.leaves))
         new_groups = []
         for k, gr in enumerate(groups):
-            program = compile_group(
-                self.rule, self.cfg, gr.info, len(slots.groups[k]), gr.members,
-                num_leaves=n, **kw,
+            ws, s_new = self._group(
+                gr, infos, n, [p_leaves[j] for j in gr.members],
+                [g_leaves[j] for j in gr.members], slots.groups[k], kw,
             )
-            if program is not None:  # one custom call per chunk of leaves, in place
-                ws, s_new = run_group(
-                    program,
-                    [p_leaves[j] for j in gr.members],
-                    [g_leaves[j] for j in gr.members],
-                    slots.groups[k],
-                )
-                for j, w_new in zip(gr.members, ws):
-                    new_params[j] = w_new
-                new_groups.append(s_new)
-                continue
-            if not self.rule.elementwise:  # per-leaf scalars: leaf by leaf, on slices
-                new_groups.append(
-                    self._leaf_by_leaf(gr, infos, p_leaves, g_leaves, slots.groups[k],
-                                       new_params, n, kw)
-                )
-                continue
-            w = (
-                None
-                if gr.info.master
-                else _concat([p_leaves[j] for j in gr.members], gr.shape)
-            )
-            g = _concat([g_leaves[j] for j in gr.members], gr.shape)
-            w_new, s_new = apply_rule(
-                self.rule,
-                self.cfg,
-                gr.info,
-                w,
-                g,
-                slots.groups[k],
-                index=-1,
-                num_leaves=n,
-                **kw,
-            )
-            # Materialised once: each leaf's kernel is then a plain slice of it (else XLA
-            # fuses the group's update into every slice, and compiles far longer).
-            flat = lax.optimization_barrier(w_new).reshape(-1)
-            start = 0
-            for j in gr.members:
-                leaf = p_leaves[j]
-                piece = lax.slice(flat, (start,), (start + _size(leaf),))
-                new_params[j] = piece.reshape(jnp.shape(leaf))
-                start += _size(leaf)
-            new_groups.append(s_new)
+            for j, w_new in zip(gr.members, ws):
+                new_params[j] = w_new
+            new_groups.append(tuple(s_new))
         for j, (info, w, g, s) in enumerate(
             zip(infos, p_leaves, g_leaves, new_leaf_slots)
         ):
