@@ -199,9 +199,10 @@ def _walk(b: _Builder, jaxpr: Any, consts: Sequence[Any], args: Sequence[Any]) -
             else:
                 concrete = not any(isinstance(x, jax.core.Tracer) for x in ins)
                 try:
-                    if concrete:  # constants stay constants (the peephole reads them)
-                        with jax.ensure_compile_time_eval():
-                            outs = eqn.primitive.bind(*ins, **eqn.params)
+                    if concrete and name == "convert_element_type":
+                        # a constant stays a constant (the peephole reads it), without
+                        # compiling anything
+                        outs = np.asarray(ins[0], eqn.params["new_dtype"])
                     else:
                         outs = eqn.primitive.bind(*ins, **eqn.params)
                 except (TypeError, ValueError) as e:  # a shape-dependent operation
