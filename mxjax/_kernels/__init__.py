@@ -12,9 +12,8 @@ import ctypes
 import functools
 import importlib.machinery
 import os
-from pathlib import Path
-
 import warnings
+from pathlib import Path
 
 import jax
 
@@ -49,6 +48,8 @@ def available() -> bool:
             TARGET, jax.ffi.pycapsule(lib.MxjaxElementwise), platform="cpu"
         )
     except (OSError, AttributeError) as e:  # a library built for another platform
-        warnings.warn(f"mxjax: not using {path.name} ({e}); XLA runs every step")
+        warnings.warn(
+            f"mxjax: not using {path.name} ({e}); XLA runs every step", stacklevel=2
+        )
         return False
     return True

@@ -60,8 +60,16 @@ _OPS = {
 _BINARY = {"add", "sub", "mul", "div", "max", "min", "and", "or"}
 _COMPARE = {"eq", "ne", "lt", "le", "gt", "ge"}
 _UNARY = {"neg", "abs", "sign", "sqrt", "floor", "ceil", "is_finite", "not"}
-_CALLS = {"pjit", "jit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call",
-          "remat", "checkpoint"}
+_CALLS = {
+    "pjit",
+    "jit",
+    "closed_call",
+    "core_call",
+    "custom_jvp_call",
+    "custom_vjp_call",
+    "remat",
+    "checkpoint",
+}
 _F32 = jnp.dtype(jnp.float32)
 _BOOL = jnp.dtype(jnp.bool_)
 
@@ -193,7 +201,9 @@ def _walk(b: _Builder, jaxpr: Any, consts: Sequence[Any], args: Sequence[Any]) -
     for eqn in jaxpr.eqns:
         ins = [read(v) for v in eqn.invars]
         name = eqn.primitive.name
-        if not any(isinstance(x, (_Reg, _Host)) for x in ins):  # uniform: JAX computes it
+        if not any(
+            isinstance(x, (_Reg, _Host)) for x in ins
+        ):  # uniform: JAX computes it
             if name in ("broadcast_in_dim", "reshape") and jnp.shape(ins[0]) == ():
                 outs = ins  # a uniform spread over the leaf stays a scalar
             else:
@@ -269,10 +279,19 @@ def _element(b: _Builder, name: str, eqn: Any, ins: list) -> Any:
         if dst == _BOOL and src == _F32:
             return b.emit("ne", ins[0], jnp.float32(0.0))
         return ins[0]  # float32 -> float32, bool -> float32 (stored as 0.0 / 1.0)
-    if name in ("broadcast_in_dim", "reshape", "squeeze", "expand_dims", "copy",
-                "copy_p", "reduce_precision", "optimization_barrier"):
+    if name in (
+        "broadcast_in_dim",
+        "reshape",
+        "squeeze",
+        "expand_dims",
+        "copy",
+        "copy_p",
+        "reduce_precision",
+        "optimization_barrier",
+    ):
         if name == "reduce_precision" and (
-            eqn.params["exponent_bits"], eqn.params["mantissa_bits"]
+            eqn.params["exponent_bits"],
+            eqn.params["mantissa_bits"],
         ) != (8, 23):
             raise Unsupported("reduce_precision below float32")
         return ins[0]
@@ -303,8 +322,12 @@ def _peephole(b: _Builder, outs: list[int]) -> list[int]:
             uses[r] = uses.get(r, 0) + 1
     for r in outs:
         uses[r] = uses.get(r, 0) + 1
-    nan_regs = {reg for key, reg in b.uniform_reg.items()
-                for v in b._keep if id(v) == key and _is_nan(v)}
+    nan_regs = {
+        reg
+        for key, reg in b.uniform_reg.items()
+        for v in b._keep
+        if id(v) == key and _is_nan(v)
+    }
     alias: dict[int, int] = {}
     code = []
     for kind, level, op, dst, x, y, z in b.code:
@@ -315,8 +338,10 @@ def _peephole(b: _Builder, outs: list[int]) -> list[int]:
                 alias[dst] = z
                 continue
         if kind == "elem" and op in ("add", "sub"):
-            for prod, other, fused in ((x, y, "muladd" if op == "add" else "mulsub"),
-                                       (y, x, "muladd" if op == "add" else "submul")):
+            for prod, other, fused in (
+                (x, y, "muladd" if op == "add" else "mulsub"),
+                (y, x, "muladd" if op == "add" else "submul"),
+            ):
                 m = defs.get(prod)
                 if m and m[0] == "elem" and m[2] == "mul" and uses.get(prod) == 1:
                     code.append((kind, level, fused, dst, m[4], m[5], other))
@@ -332,7 +357,11 @@ def _peephole(b: _Builder, outs: list[int]) -> list[int]:
 def _is_nan(v: Any) -> bool:
     try:
         return bool(np.isnan(np.asarray(v, np.float32)))
-    except (TypeError, jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+    except (
+        TypeError,
+        jax.errors.TracerArrayConversionError,
+        jax.errors.ConcretizationTypeError,
+    ):
         return False
 
 
@@ -355,9 +384,11 @@ def _phases(b: _Builder, outs: list[int]) -> list[tuple[bool, list[tuple]]]:
     need = _needed(b, outs)
     code = [ins for ins in b.code if ins[3] in need]
     defs = {ins[3]: ins for ins in code}
-    last = max([ins[1] for ins in code if ins[0] == "elem"] + [
-        ins[1] for ins in code if ins[0] in ("reduce", "scalar")
-    ] + [0])
+    last = max(
+        [ins[1] for ins in code if ins[0] == "elem"]
+        + [ins[1] for ins in code if ins[0] in ("reduce", "scalar")]
+        + [0]
+    )
     phases: list[tuple[bool, list[tuple]]] = []
     for level in range(last + 1):
         scalar = [ins for ins in code if ins[0] == "scalar" and ins[1] == level]
@@ -374,7 +405,8 @@ def _phases(b: _Builder, outs: list[int]) -> list[tuple[bool, list[tuple]]]:
                 continue
             wanted.add(r)
             stack += [
-                x for x in defs[r][4:]
+                x
+                for x in defs[r][4:]
                 if x in defs and defs[x][0] in ("elem",) and x not in wanted
             ]
         phases.append((False, [ins for ins in code if ins[3] in wanted]))
@@ -396,7 +428,9 @@ def _direct(b: _Builder, code: list[tuple], outs: list[int]) -> list[int]:
         reads = [i for i, ins in enumerate(code) if source in ins[4:]]
         # (the defining instruction itself may read it: it reads each element before
         # writing it, at the same index)
-        ok = r in defined and defined[r] >= max(reads, default=-1) and outs.count(r) == 1
+        ok = (
+            r in defined and defined[r] >= max(reads, default=-1) and outs.count(r) == 1
+        )
         flags.append(int(ok))
     return flags
 
@@ -406,8 +440,9 @@ def _encode(b: _Builder, outs: list[int]) -> np.ndarray:
     outs = _peephole(b, outs)
     fixed = 2 + b.n_slots
     phases = _phases(b, outs)
-    per_leaf = sorted({ins[3] for _, code in phases for ins in code
-                       if ins[0] in ("scalar", "reduce")})
+    per_leaf = sorted(
+        {ins[3] for _, code in phases for ins in code if ins[0] in ("scalar", "reduce")}
+    )
     phys: dict[int, int] = {r: r for r in range(fixed)}
     for vr in (*b.uniform_reg.values(), *b.host_reg.values(), *per_leaf):
         phys[vr] = len(phys)
@@ -435,7 +470,12 @@ def _encode(b: _Builder, outs: list[int]) -> np.ndarray:
                     local[dst], top = top, top + 1
             body += [_OPS[op], local[dst], *srcs]
             for r in {x, y, z}:  # freed after dst is chosen: no instruction in place
-                if r in local and r not in phys and r not in keep and last_use.get(r) == i:
+                if (
+                    r in local
+                    and r not in phys
+                    and r not in keep
+                    and last_use.get(r) == i
+                ):
                     free.append(local.pop(r))
         n_regs = max(n_regs, top)
         if k == len(phases) - 1:
@@ -456,8 +496,16 @@ def _encode(b: _Builder, outs: list[int]) -> np.ndarray:
 
 
 def compile_group(
-    rule: Rule, cfg: _Config, info: _Leaf, n_slots: int, members: Sequence[int], *,
-    t: jax.Array, lr: jax.Array, extra: Any, num_leaves: int,
+    rule: Rule,
+    cfg: _Config,
+    info: _Leaf,
+    n_slots: int,
+    members: Sequence[int],
+    *,
+    t: jax.Array,
+    lr: jax.Array,
+    extra: Any,
+    num_leaves: int,
 ) -> Program | None:
     """The program of one group's update, or ``None`` if the rule cannot be compiled.
 
@@ -470,8 +518,19 @@ def compile_group(
     spec = jax.ShapeDtypeStruct((STANDIN,), jnp.float32)
 
     def leaf_update(w, g, slots, t, lr, extra, index):
-        return apply_rule(rule, cfg, info, w, g, slots, t=t, lr=lr, extra=extra,
-                          index=index, num_leaves=num_leaves)
+        return apply_rule(
+            rule,
+            cfg,
+            info,
+            w,
+            g,
+            slots,
+            t=t,
+            lr=lr,
+            extra=extra,
+            index=index,
+            num_leaves=num_leaves,
+        )
 
     index = jax.ShapeDtypeStruct((), jnp.int32)
     try:
@@ -493,8 +552,11 @@ def compile_group(
     if len(out_regs) != 1 + n_slots:
         return None
     uniforms = jnp.stack(b.uniforms) if b.uniforms else jnp.zeros((1,), jnp.float32)
-    host = (jnp.stack(b.host, axis=1) if b.host
-            else jnp.zeros((len(members), 1), jnp.float32))
+    host = (
+        jnp.stack(b.host, axis=1)
+        if b.host
+        else jnp.zeros((len(members), 1), jnp.float32)
+    )
     return Program(_encode(b, out_regs), uniforms, host)
 
 
@@ -519,8 +581,14 @@ def run_group(
             vmap_method="sequential",
         )
         out = call(
-            program.uniforms, program.per_leaf[lo : lo + k], *ws, *gs, *slots,
-            program=program.code, n_leaves=np.int64(k), slot_base=np.int64(base),
+            program.uniforms,
+            program.per_leaf[lo : lo + k],
+            *ws,
+            *gs,
+            *slots,
+            program=program.code,
+            n_leaves=np.int64(k),
+            slot_base=np.int64(base),
         )
         new_w += out[:k]
         slots = tuple(out[k:])

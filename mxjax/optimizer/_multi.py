@@ -46,8 +46,8 @@ from .._typing import PyTree
 from ._base import (
     Rule,
     _Config,
-    _init_leaf,
     _expected_slots,
+    _init_leaf,
     _Leaf,
     _slots_per_leaf,
     apply_rule,
@@ -144,9 +144,7 @@ class MultiTensor:
             () if j in grouped else spec(info, tuple(jnp.shape(w)), jnp.result_type(w))
             for j, (info, w) in enumerate(zip(infos, leaves))
         ]
-        flat = tuple(
-            spec(gr.info, gr.shape, gr.info.dtype) for gr in groups
-        )
+        flat = tuple(spec(gr.info, gr.shape, gr.info.dtype) for gr in groups)
         return MultiSlots(jax.tree_util.tree_unflatten(treedef, per_leaf), flat)
 
     def check(self, infos: list[_Leaf], leaves: list, treedef: Any, slots: Any) -> None:
@@ -172,7 +170,13 @@ class MultiTensor:
             )
 
     def _xla_group(
-        self, gr: _Group, infos: list[_Leaf], n: int, ws: list, gs: list, flat: tuple,
+        self,
+        gr: _Group,
+        infos: list[_Leaf],
+        n: int,
+        ws: list,
+        gs: list,
+        flat: tuple,
         kw: dict,
     ) -> tuple[list, tuple]:
         """One group through XLA: on the concatenation, or leaf by leaf on slices of the
@@ -187,8 +191,15 @@ class MultiTensor:
                     for x in flat
                 )
                 w_new, s_new = apply_rule(
-                    self.rule, self.cfg, info, None if info.master else w, g, s,
-                    index=j, num_leaves=n, **kw,
+                    self.rule,
+                    self.cfg,
+                    info,
+                    None if info.master else w,
+                    g,
+                    s,
+                    index=j,
+                    num_leaves=n,
+                    **kw,
                 )
                 new_w.append(w_new)
                 for acc, x in zip(pieces, s_new):
@@ -199,8 +210,15 @@ class MultiTensor:
             )
         w = None if gr.info.master else _concat(ws, gr.shape)
         w_new, s_new = apply_rule(
-            self.rule, self.cfg, gr.info, w, _concat(gs, gr.shape), flat, index=-1,
-            num_leaves=n, **kw,
+            self.rule,
+            self.cfg,
+            gr.info,
+            w,
+            _concat(gs, gr.shape),
+            flat,
+            index=-1,
+            num_leaves=n,
+            **kw,
         )
         # Materialised once: each leaf's kernel is then a plain slice of it (else XLA
         # fuses the group's update into every slice, and compiles far longer).
@@ -213,7 +231,13 @@ class MultiTensor:
         return new_w, tuple(s_new)
 
     def _group(
-        self, gr: _Group, infos: list[_Leaf], n: int, ws: list, gs: list, flat: tuple,
+        self,
+        gr: _Group,
+        infos: list[_Leaf],
+        n: int,
+        ws: list,
+        gs: list,
+        flat: tuple,
         kw: dict,
     ) -> tuple[list, tuple]:
         """One group: the custom call where it can run it (its JVP is the XLA path's, so
@@ -250,8 +274,13 @@ class MultiTensor:
         new_groups = []
         for k, gr in enumerate(groups):
             ws, s_new = self._group(
-                gr, infos, n, [p_leaves[j] for j in gr.members],
-                [g_leaves[j] for j in gr.members], slots.groups[k], kw,
+                gr,
+                infos,
+                n,
+                [p_leaves[j] for j in gr.members],
+                [g_leaves[j] for j in gr.members],
+                slots.groups[k],
+                kw,
             )
             for j, w_new in zip(gr.members, ws):
                 new_params[j] = w_new
