@@ -48,7 +48,7 @@ namespace {
 
 constexpr int64_t kBlock = 256;
 // Below this many elements in one call, threads cost more than they save.
-constexpr int64_t kParallelMin = 1 << 17;
+constexpr int64_t kParallelMin = 1 << 14;
 // The most elements in one unit of parallel work (a segment of one leaf).
 constexpr int64_t kChunk = 1 << 15;
 // The most slot buffers a program may have.
