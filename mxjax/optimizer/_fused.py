@@ -112,6 +112,7 @@ class _Builder:
         self.uniform_reg: dict[int, int] = {}  # id(value) -> virtual register
         self.host: list[jax.Array] = []  # per-leaf columns
         self.host_reg: dict[int, int] = {}
+        self.nan_regs: set[int] = set()  # uniforms that are the constant NaN
         self._keep: list[Any] = []  # the values keyed by id, kept alive
 
     def new(self) -> int:
@@ -137,6 +138,10 @@ class _Builder:
             self.uniforms.append(x.astype(jnp.float32))
             self.uniform_reg[key] = self.new()
             self._keep.append(value)
+            if not isinstance(value, jax.core.Tracer) and np.isnan(
+                np.asarray(value, np.float32)
+            ):
+                self.nan_regs.add(self.uniform_reg[key])
         return self.uniform_reg[key], "uniform", 0
 
     def emit(self, op: str, *args: Any) -> _Reg:
@@ -322,17 +327,11 @@ def _peephole(b: _Builder, outs: list[int]) -> list[int]:
             uses[r] = uses.get(r, 0) + 1
     for r in outs:
         uses[r] = uses.get(r, 0) + 1
-    nan_regs = {
-        reg
-        for key, reg in b.uniform_reg.items()
-        for v in b._keep
-        if id(v) == key and _is_nan(v)
-    }
     alias: dict[int, int] = {}
     code = []
     for kind, level, op, dst, x, y, z in b.code:
         x, y, z = (alias.get(r, r) for r in (x, y, z))
-        if kind == "elem" and op == "select" and y in nan_regs and x in defs:
+        if kind == "elem" and op == "select" and y in b.nan_regs and x in defs:
             cond = defs[x]
             if cond[2] == "eq" and cond[4] == cond[5] == z:
                 alias[dst] = z
@@ -354,41 +353,26 @@ def _peephole(b: _Builder, outs: list[int]) -> list[int]:
     return [alias.get(r, r) for r in outs]
 
 
-def _is_nan(v: Any) -> bool:
-    try:
-        return bool(np.isnan(np.asarray(v, np.float32)))
-    except (
-        TypeError,
-        jax.errors.TracerArrayConversionError,
-        jax.errors.ConcretizationTypeError,
-    ):
-        return False
-
-
-def _needed(b: _Builder, outs: list[int]) -> set[int]:
-    """The instructions (by destination) the outputs depend on."""
-    defs = {ins[3]: ins for ins in b.code}
-    need: set[int] = set()
-    stack = [r for r in outs if r in defs]
+def _closure(defs: dict[int, tuple], targets: Sequence[int], kinds: set[str]) -> set[int]:
+    """The registers ``targets`` are computed from, through instructions of ``kinds``."""
+    found: set[int] = set()
+    stack = [r for r in targets if r in defs]
     while stack:
         r = stack.pop()
-        if r in need:
+        if r in found:
             continue
-        need.add(r)
-        stack += [x for x in defs[r][4:] if x in defs and x not in need]
-    return need
+        found.add(r)
+        stack += [x for x in defs[r][4:] if x in defs and defs[x][0] in kinds]
+    return found
 
 
 def _phases(b: _Builder, outs: list[int]) -> list[tuple[bool, list[tuple]]]:
     """Split the instructions into phases; element values are recomputed where needed."""
-    need = _needed(b, outs)
+    every = {ins[3]: ins for ins in b.code}
+    need = _closure(every, outs, {"elem", "reduce", "scalar"})
     code = [ins for ins in b.code if ins[3] in need]
     defs = {ins[3]: ins for ins in code}
-    last = max(
-        [ins[1] for ins in code if ins[0] == "elem"]
-        + [ins[1] for ins in code if ins[0] in ("reduce", "scalar")]
-        + [0]
-    )
+    last = max([ins[1] for ins in code] + [0])
     phases: list[tuple[bool, list[tuple]]] = []
     for level in range(last + 1):
         scalar = [ins for ins in code if ins[0] == "scalar" and ins[1] == level]
@@ -397,18 +381,8 @@ def _phases(b: _Builder, outs: list[int]) -> list[tuple[bool, list[tuple]]]:
         targets = [ins[3] for ins in code if ins[0] == "reduce" and ins[1] == level]
         if level == last:
             targets += [r for r in outs if r in defs and defs[r][0] == "elem"]
-        wanted: set[int] = set()
-        stack = list(targets)
-        while stack:  # the element instructions these targets need, at this level
-            r = stack.pop()
-            if r in wanted:
-                continue
-            wanted.add(r)
-            stack += [
-                x
-                for x in defs[r][4:]
-                if x in defs and defs[x][0] in ("elem",) and x not in wanted
-            ]
+        # the element instructions these targets need, recomputed at this level
+        wanted = _closure(defs, targets, {"elem"})
         phases.append((False, [ins for ins in code if ins[3] in wanted]))
     return phases
 
