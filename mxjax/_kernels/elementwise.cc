@@ -37,7 +37,10 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -224,8 +227,31 @@ void RunBlock(const Instr* code, size_t count, float** regs, int64_t n, float* r
   }
 }
 
+// A program's compiled loop (mxjax/_kernels/codegen.py): in = w, g, slots at the
+// segment's first element; out = the destinations of w', slots'; scalars[r] = register
+// r's value where it is one value per leaf. Registered by the program's full contents.
+using FusedFn = void (*)(const float* const* in, float* const* out, const float* scalars,
+                         int64_t n);
+
+std::mutex fused_mutex;
+std::unordered_map<std::string, FusedFn>& FusedLoops() {
+  static auto* loops = new std::unordered_map<std::string, FusedFn>();
+  return *loops;
+}
+
+std::string ProgramKey(const int32_t* p, size_t n) {
+  return std::string(reinterpret_cast<const char*>(p), n * sizeof(int32_t));
+}
+
+FusedFn FindFused(ffi::Span<const int32_t> p) {
+  std::lock_guard<std::mutex> lock(fused_mutex);
+  auto it = FusedLoops().find(ProgramKey(p.begin(), p.size()));
+  return it == FusedLoops().end() ? nullptr : it->second;
+}
+
 struct Call {
   const Program* prog;
+  FusedFn fused = nullptr;  // the last phase's compiled loop, if registered
   const float* u;
   const float* ul;  // [k, n_cols]
   int64_t n_cols;
@@ -243,6 +269,7 @@ struct Call {
 struct Scratch {
   std::vector<float> blocks;
   std::vector<float*> regs;
+  std::vector<float> scalars;  // [n_regs]: the broadcast registers' values, for c.fused
   int64_t leaf = -1;  // whose per-leaf values are broadcast in the registers
 
   explicit Scratch(const Call& c) {
@@ -250,7 +277,11 @@ struct Scratch {
     blocks.resize(static_cast<size_t>(p.n_regs + 1 + p.n_slots) * kBlock);
     regs.resize(p.n_regs);
     for (int32_t r = 0; r < p.n_regs; ++r) regs[r] = blocks.data() + r * kBlock;
-    for (auto& [r, k] : p.uniforms) std::fill_n(regs[r], kBlock, c.u[k]);
+    scalars.assign(p.n_regs, 0.0f);
+    for (auto& [r, k] : p.uniforms) {
+      std::fill_n(regs[r], kBlock, c.u[k]);
+      scalars[r] = c.u[k];
+    }
   }
   float* stage(int32_t o) { return blocks.data() + (regs.size() + o) * kBlock; }
 
@@ -258,10 +289,14 @@ struct Scratch {
     if (leaf == leaf_index) return;
     leaf = leaf_index;
     const Program& p = *c.prog;
-    for (auto& [r, col] : p.leaf_uniforms)
-      std::fill_n(regs[r], kBlock, c.ul[leaf * c.n_cols + col]);
-    for (int32_t r : p.per_leaf)
-      std::fill_n(regs[r], kBlock, c.leaf_vals[leaf * p.n_regs + r]);
+    for (auto& [r, col] : p.leaf_uniforms) {
+      scalars[r] = c.ul[leaf * c.n_cols + col];
+      std::fill_n(regs[r], kBlock, scalars[r]);
+    }
+    for (int32_t r : p.per_leaf) {
+      scalars[r] = c.leaf_vals[leaf * p.n_regs + r];
+      std::fill_n(regs[r], kBlock, scalars[r]);
+    }
   }
 };
 
@@ -271,6 +306,20 @@ void RunSegment(const Call& c, const Phase& ph, bool last, int64_t seg, Scratch&
   const int32_t S = p.n_slots, fixed = 2 + S;
   const int64_t leaf = c.seg_leaf[seg];
   sc.Enter(c, leaf);
+  if (last && c.fused) {  // the compiled loop: the whole segment at once
+    const int64_t lo = c.seg_lo[seg], j = lo - c.start[leaf], so = c.slot_base + lo;
+    const float* in[2 + kMaxSlots];
+    float* out[1 + kMaxSlots];
+    in[0] = c.w[leaf] + j;
+    in[1] = c.g[leaf] + j;
+    out[0] = c.w_out[leaf] + j;
+    for (int32_t k = 0; k < S; ++k) {
+      in[2 + k] = c.s[k] + so;
+      out[1 + k] = c.s_out[k] + so;
+    }
+    c.fused(in, out, sc.scalars.data(), c.seg_hi[seg] - lo);
+    return;
+  }
   float* red = const_cast<float*>(c.seg_red.data()) + seg * p.n_regs;
   float** regs = sc.regs.data();
   for (int64_t pos = c.seg_lo[seg]; pos < c.seg_hi[seg]; pos += kBlock) {
@@ -350,6 +399,7 @@ ffi::Error Update(ffi::ThreadPool pool, ffi::Span<const int32_t> program,
   auto f32 = [](const auto& b) { return b.element_type() == ffi::DataType::F32; };
   Call c;
   c.prog = &p;
+  if (p.phases.size() == 1) c.fused = FindFused(program);
   auto u = arg(0), ul = arg(1);
   if (u.has_error() || ul.has_error() || !f32(*u) || !f32(*ul))
     return ffi::Error::InvalidArgument("mxjax: u and ul must be float32");
@@ -424,6 +474,25 @@ ffi::Error Update(ffi::ThreadPool pool, ffi::Span<const int32_t> program,
 }
 
 }  // namespace
+
+// Registers a program's compiled loop; returns 1 if the program parses and has one
+// element phase (the only kind the loops replace), else 0.
+extern "C" int MxjaxRegisterFused(const int32_t* program, int64_t n, void* fn) {
+  if (program == nullptr || n <= 0 || fn == nullptr) return 0;
+  Program p;
+  if (!Parse(ffi::Span<const int32_t>(program, static_cast<size_t>(n)), &p) ||
+      p.phases.size() != 1)
+    return 0;
+  std::lock_guard<std::mutex> lock(fused_mutex);
+  FusedLoops()[ProgramKey(program, static_cast<size_t>(n))] = reinterpret_cast<FusedFn>(fn);
+  return 1;
+}
+
+// Forgets every compiled loop: the interpreter runs every program again.
+extern "C" void MxjaxClearFused() {
+  std::lock_guard<std::mutex> lock(fused_mutex);
+  FusedLoops().clear();
+}
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(MxjaxElementwise, Update,
                               ffi::Ffi::Bind()

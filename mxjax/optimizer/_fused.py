@@ -531,7 +531,9 @@ def compile_group(
         if b.host
         else jnp.zeros((len(members), 1), jnp.float32)
     )
-    return Program(_encode(b, out_regs), uniforms, host)
+    code = _encode(b, out_regs)
+    _kernels.compile_loop(code)
+    return Program(code, uniforms, host)
 
 
 def run_group(

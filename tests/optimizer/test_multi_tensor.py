@@ -131,10 +131,30 @@ def f32_tree() -> dict:
     return {k: v for k, v in tree().items() if v.dtype == jnp.float32}
 
 
+@pytest.fixture(params=["compiled loop", "interpreter"])
+def loop(request, monkeypatch) -> str:
+    """Run each test with the programs' compiled loops and with the block interpreter."""
+    _fused._kernels.clear_loops()
+    request.addfinalizer(_fused._kernels.clear_loops)
+    results: list[bool] = []
+    compile_loop = _fused._kernels.compile_loop
+    if request.param == "interpreter":
+        monkeypatch.setenv("MXJAX_NO_CODEGEN", "1")
+    monkeypatch.setattr(
+        _fused._kernels,
+        "compile_loop",
+        lambda code: results.append(compile_loop(code)) or results[-1],
+    )
+    yield request.param
+    # every program of these tests has one element phase: all compiled, or none
+    assert results and all(results) == (request.param == "compiled loop")
+
+
 @pytest.mark.parametrize("name", [n for n in ELEMENTWISE if n != "ftml"])
-def test_custom_call_equals_op_by_op_reference_bitwise(name: str) -> None:
+def test_custom_call_equals_op_by_op_reference_bitwise(name: str, loop: str) -> None:
     """The custom call rounds every operation to float32 as written, so it equals the
-    per-leaf update evaluated one operation at a time (``jax.disable_jit``) bit for bit.
+    per-leaf update evaluated one operation at a time (``jax.disable_jit``) bit for bit,
+    in the compiled loop as in the interpreter.
 
     (FTML is left to the tolerance and MXNet parity tests: one of its operations rounds
     differently op by op than inside the jitted step.)"""
@@ -255,6 +275,8 @@ def test_malformed_program_is_an_error_not_a_crash(code: list) -> None:
     bad = _fused.Program(np.asarray(code, np.int32), jnp.zeros((1,)), jnp.zeros((1, 1)))
     with pytest.raises(Exception, match="malformed program"):
         jax.block_until_ready(_fused.run_group(bad, [jnp.ones(3)], [jnp.ones(3)], ()))
+
+
 def test_eligible_optimizers() -> None:
     eligible = set(FLAT)
     # random, name-dependent, lagged and per-row algorithms keep the per-leaf path

@@ -1,0 +1,263 @@
+"""Compiled loops for the custom call: a program's instructions as one C loop.
+
+The custom call's block interpreter (``elementwise.cc``) runs any program, but it keeps
+every intermediate value in memory and spends ~2 ns per element per core on its
+instructions, more than the memory traffic of an optimizer step. For a program of one
+element phase (every elementwise optimizer: no per-leaf sums), this module writes the
+instructions out as the body of one C loop, compiles it with the system's C compiler
+into a small shared library, and registers the function with the kernel, which then
+runs it on each segment of the call instead of the interpreter. Values stay in CPU
+registers; the loop is bound by memory bandwidth.
+
+The loop computes the same operations in the same order, each rounded to float32 on its
+own (``-ffp-contract=off``, no fast-math), so its results equal the interpreter's bit
+for bit. A program is looked up by its full contents, never by a hash alone.
+
+Libraries are cached on disk (``$MXJAX_CACHE_DIR``, default ``~/.cache/mxjax``) under
+the SHA-256 of the source, the flags, the compiler and the CPU's features, and in
+memory for the process. Without a C compiler, or with ``MXJAX_NO_CODEGEN=1``, the
+interpreter runs every program.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+
+# The order of elementwise.cc's Op enum.
+_OPS = (
+    "add sub mul div neg max min abs sign sqrt eq ne lt le gt ge select and or not "
+    "copy is_finite floor ceil reduce_add muladd mulsub submul"
+).split()
+
+_EXPR = {
+    "add": "{a} + {b}",
+    "sub": "{a} - {b}",
+    "mul": "{a} * {b}",
+    "div": "{a} / {b}",
+    "neg": "-{a}",
+    "max": "mx_max({a}, {b})",
+    "min": "mx_min({a}, {b})",
+    "abs": "fabsf({a})",
+    "sign": "mx_sign({a})",
+    "sqrt": "sqrtf({a})",
+    "eq": "({a} == {b}) ? 1.0f : 0.0f",
+    "ne": "({a} != {b}) ? 1.0f : 0.0f",
+    "lt": "({a} < {b}) ? 1.0f : 0.0f",
+    "le": "({a} <= {b}) ? 1.0f : 0.0f",
+    "gt": "({a} > {b}) ? 1.0f : 0.0f",
+    "ge": "({a} >= {b}) ? 1.0f : 0.0f",
+    "select": "({a} != 0.0f) ? {c} : {b}",
+    "and": "({a} != 0.0f && {b} != 0.0f) ? 1.0f : 0.0f",
+    "or": "({a} != 0.0f || {b} != 0.0f) ? 1.0f : 0.0f",
+    "not": "({a} != 0.0f) ? 0.0f : 1.0f",
+    "copy": "{a}",
+    "is_finite": "(fabsf({a}) <= FLT_MAX) ? 1.0f : 0.0f",
+    "floor": "floorf({a})",
+    "ceil": "ceilf({a})",
+    "muladd": "{a} * {b} + {c}",
+    "mulsub": "{a} * {b} - {c}",
+    "submul": "{c} - {a} * {b}",
+}
+
+_PRELUDE = """\
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+static inline float mx_max(float a, float b) {
+  return a != a ? a : (b != b ? b : (a > b ? a : b));
+}
+static inline float mx_min(float a, float b) {
+  return a != a ? a : (b != b ? b : (a < b ? a : b));
+}
+static inline float mx_sign(float a) { return a > 0.0f ? 1.0f : (a < 0.0f ? -1.0f : a); }
+"""
+
+# -ffp-contract=off: every operation rounds on its own, as in the interpreter and XLA.
+_FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared")
+
+_lock = threading.Lock()
+_loaded: dict[str, ctypes.CDLL] = {}  # library path -> library, kept loaded
+_registered: set[bytes] = set()  # programs (bytes) with a registered loop
+
+
+def source(code: np.ndarray) -> str | None:
+    """The C source of a program's loop, or ``None`` if it has more than one phase.
+
+    The function is ``void mxjax_fused(const float* const* in, float* const* out,
+    const float* scalars, int64_t n)``: ``in`` are w, g and the slots at the segment's
+    first element, ``out`` the destinations of w' and the slots', ``scalars[r]`` the
+    value of register ``r`` where it holds one value for the segment.
+    """
+    p = [int(x) for x in code]
+    n_regs, n_slots = p[0], p[1]
+    fixed = 2 + n_slots
+    i = 2
+    scalar_regs = []
+    for _ in range(2):  # uniforms, then per-leaf uniforms: (register, index) pairs
+        n = p[i]
+        scalar_regs += p[i + 1 : i + 1 + 2 * n : 2]
+        i += 1 + 2 * n
+    n = p[i]
+    scalar_regs += p[i + 1 : i + 1 + n]
+    i += 1 + n
+    outs = p[i : i + 1 + n_slots]
+    i += 2 * (1 + n_slots)  # outputs, then the direct flags (not needed here)
+    if p[i] != 1 or p[i + 1] != 0:  # one element phase
+        return None
+    count = p[i + 2]
+    body = p[i + 3 : i + 3 + 5 * count]
+    if len(body) != 5 * count or i + 3 + 5 * count != len(p):
+        return None
+    lines = [_PRELUDE, "void mxjax_fused(const float* const* in, float* const* out,"]
+    lines.append("                 const float* scalars, int64_t n) {")
+    for r in range(fixed):
+        lines.append(f"  const float* in{r} = in[{r}];")
+    for o in range(1 + n_slots):
+        lines.append(f"  float* out{o} = out[{o}];")
+    for r in sorted(set(scalar_regs)):
+        lines.append(f"  const float r{r} = scalars[{r}];")
+    lines.append("#pragma GCC ivdep")  # out[o][i] may be in[x][i], never another index
+    lines.append("  for (int64_t i = 0; i < n; ++i) {")
+    for r in range(fixed):
+        lines.append(f"    const float r{r} = in{r}[i];")
+    defined = set(range(fixed)) | set(scalar_regs)
+    for k in range(count):
+        op, dst, a, b, c = body[5 * k : 5 * k + 5]
+        if (
+            not 0 <= op < len(_OPS)
+            or _OPS[op] == "reduce_add"
+            or not 0 <= dst < n_regs
+            or not {a, b, c} <= defined
+        ):
+            return None
+        expr = _EXPR[_OPS[op]].format(a=f"r{a}", b=f"r{b}", c=f"r{c}")
+        decl = "" if dst in defined else "float "
+        defined.add(dst)
+        lines.append(f"    {decl}r{dst} = {expr};")
+    # temporaries the interpreter never wrote read as 0 there; a valid program has none
+    if any(r not in defined for r in outs):
+        return None
+    # All inputs of element i are read before any output of element i is written.
+    for o, r in enumerate(outs):
+        lines.append(f"    out{o}[i] = r{r};")
+    lines += ["  }", "}", ""]
+    return "\n".join(lines)
+
+
+def _compiler() -> str | None:
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+
+
+@functools.cache
+def _machine() -> str:
+    """What the compiled code depends on besides its source: compiler, flags, CPU."""
+    cc = _compiler() or ""
+    try:
+        version = subprocess.run(
+            [cc, "--version"], capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        version = ""
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = line
+                break
+    except OSError:
+        pass
+    return "\n".join([cc, version, " ".join(_FLAGS), platform.machine(), flags])
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("MXJAX_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mxjax"
+    )
+    path = Path(root) / "kernels"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def _build(src: str) -> Path | None:
+    """The compiled library of ``src``: from the cache, or compiled into it."""
+    cc = _compiler()
+    if cc is None:
+        return None
+    key = hashlib.sha256((_machine() + "\n" + src).encode()).hexdigest()[:32]
+    try:
+        cache = _cache_dir()
+    except OSError:
+        return None
+    lib = cache / f"fused_{key}.so"
+    if lib.exists():
+        return lib
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        c_file = Path(tmp) / "fused.c"
+        c_file.write_text(src)
+        out = Path(tmp) / "fused.so"
+        try:
+            done = subprocess.run(
+                [cc, *_FLAGS, str(c_file), "-o", str(out), "-lm"],
+                capture_output=True,
+                timeout=120,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        if done.returncode != 0 or not out.exists():
+            return None
+        os.replace(out, lib)  # atomic: another process may be building it too
+    return lib
+
+
+def clear(kernel: ctypes.CDLL) -> None:
+    """Unregister every compiled loop (the libraries stay loaded: a running step may be
+    using one)."""
+    with _lock:
+        kernel.MxjaxClearFused()
+        _registered.clear()
+
+
+def register(kernel: ctypes.CDLL, code: np.ndarray) -> bool:
+    """Compile ``code``'s loop and register it with the kernel; whether it was.
+
+    Called while tracing a step; a program already registered costs a dictionary look-up.
+    """
+    if os.environ.get("MXJAX_NO_CODEGEN"):
+        return False
+    code = np.ascontiguousarray(code, np.int32)
+    key = code.tobytes()
+    with _lock:
+        if key in _registered:
+            return True
+        src = source(code)
+        if src is None:
+            return False
+        path = _build(src)
+        if path is None:
+            return False
+        try:
+            lib = _loaded.get(str(path)) or ctypes.CDLL(str(path))
+            fn = ctypes.cast(lib.mxjax_fused, ctypes.c_void_p).value
+        except (OSError, AttributeError):
+            return False
+        _loaded[str(path)] = lib
+        ok = kernel.MxjaxRegisterFused(
+            code.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
+            ctypes.c_int64(code.size),
+            ctypes.c_void_p(fn),
+        )
+        if not ok:
+            return False
+        _registered.add(key)
+        return True

@@ -1,0 +1,121 @@
+"""The custom call's compiled loops (mxjax/_kernels/codegen.py): a program of one element
+phase becomes a C loop, compiled once, cached on disk, and used instead of the block
+interpreter with the same bits; anything that goes wrong leaves the interpreter."""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import mxjax as mx
+from mxjax._kernels import codegen
+from mxjax.optimizer import _fused
+
+
+def params() -> dict:
+    key = jax.random.key(0)
+    return {
+        "a_weight": jax.random.normal(key, (40_000,)),  # parallel segments
+        "b_bias": jax.random.normal(jax.random.fold_in(key, 1), (3, 5)),
+    }
+
+
+def programs(name: str, monkeypatch, **kw) -> list[np.ndarray]:
+    """The programs a multi-tensor step of ``name`` compiles (its trace)."""
+    found: list[np.ndarray] = []
+    with monkeypatch.context() as m:
+        m.setattr(_fused._kernels, "compile_loop", found.append)
+        opt = mx.optimizer.create(name, multi_tensor=True, **kw)
+        p = params()
+        jax.jit(opt.update).lower(p, opt.init(p), p)
+    return found
+
+
+def step(name: str, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        opt = mx.optimizer.create(name, multi_tensor=True, **kw)
+    p = params()
+    g = jax.tree.map(lambda x: jnp.cos(x) * 0.3, p)
+    return jax.jit(opt.update)(g, opt.init(p), p)
+
+
+@pytest.fixture
+def fresh(tmp_path, monkeypatch):
+    """An empty disk cache and no loop registered, before and after."""
+    monkeypatch.setenv("MXJAX_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("MXJAX_NO_CODEGEN", raising=False)
+    _fused._kernels.clear_loops()
+    yield tmp_path
+    _fused._kernels.clear_loops()
+
+
+def test_source_is_one_loop_over_the_elements(monkeypatch) -> None:
+    (code,) = programs("adam", monkeypatch, wd=0.01, clip_gradient=1.0)
+    src = codegen.source(code)
+    assert src.count("for (int64_t i = 0; i < n; ++i)") == 1
+    assert "sqrtf(" in src and "out2[i] =" in src and "out3" not in src
+
+
+@pytest.mark.parametrize("name", ["lamb", "lans"])
+def test_programs_with_norms_keep_the_interpreter(name: str, monkeypatch) -> None:
+    (code,) = programs(name, monkeypatch)
+    assert codegen.source(code) is None  # reductions: more than one phase
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda c: c[:-1],  # truncated
+        lambda c: np.concatenate([c[:-5], [99, 20, 0, 0, 0]]),  # unknown operation
+        lambda c: np.concatenate([c[:-5], [0, c[-4], 5000, 0, 0]]),  # unknown register
+    ],
+)
+def test_malformed_programs_get_no_loop(edit, monkeypatch, fresh) -> None:
+    (code,) = programs("sgd", monkeypatch, momentum=0.9)
+    bad = np.asarray(edit(code), np.int32)
+    assert codegen.source(bad) is None or not _fused._kernels.compile_loop(bad)
+    assert not list(fresh.glob("kernels/*.so"))
+
+
+def test_a_loop_is_compiled_once_then_read_from_the_cache(monkeypatch, fresh) -> None:
+    (code,) = programs("rmsprop", monkeypatch, centered=True)
+    assert _fused._kernels.compile_loop(code)
+    (lib,) = fresh.glob("kernels/*.so")
+    _fused._kernels.clear_loops()
+    monkeypatch.setenv("CC", str(fresh / "no-such-compiler"))
+    assert _fused._kernels.compile_loop(code)  # from the disk cache
+    assert list(fresh.glob("kernels/*.so")) == [lib]
+
+
+def test_without_a_compiler_the_interpreter_gives_the_same_numbers(
+    monkeypatch, fresh
+) -> None:
+    want = step("adam", wd=0.1)  # compiled loop
+    assert list(fresh.glob("kernels/*.so"))
+    _fused._kernels.clear_loops()
+    monkeypatch.setenv("MXJAX_CACHE_DIR", str(fresh / "other"))
+    monkeypatch.setenv("CC", str(fresh / "no-such-compiler"))
+    (code,) = programs("adam", monkeypatch, wd=0.1)
+    assert not _fused._kernels.compile_loop(code)
+    got = step("adam", wd=0.1)  # interpreter
+    for x, y in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_a_compile_error_leaves_the_interpreter(monkeypatch, fresh) -> None:
+    (code,) = programs("sgd", monkeypatch)
+    monkeypatch.setattr(codegen, "source", lambda code: "this is not C")
+    assert not _fused._kernels.compile_loop(code)
+    assert not list(fresh.glob("kernels/*.so"))
+
+
+def test_no_codegen_environment_variable(monkeypatch, fresh) -> None:
+    monkeypatch.setenv("MXJAX_NO_CODEGEN", "1")
+    (code,) = programs("adagrad", monkeypatch)
+    assert not _fused._kernels.compile_loop(code)
+    assert not list(fresh.glob("kernels/*.so"))
