@@ -181,12 +181,23 @@ def _machine() -> str:
 
 
 def _cache_dir() -> Path:
+    """The library cache; a private temporary folder where it cannot be created."""
     root = os.environ.get("MXJAX_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mxjax"
     )
     path = Path(root) / "kernels"
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return path
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if os.access(path, os.W_OK):
+            return path
+    except OSError:
+        pass
+    return _private_dir()
+
+
+@functools.cache
+def _private_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="mxjax-kernels-"))
 
 
 def _build(src: str) -> Path | None:
@@ -195,28 +206,25 @@ def _build(src: str) -> Path | None:
     if cc is None:
         return None
     key = hashlib.sha256((_machine() + "\n" + src).encode()).hexdigest()[:32]
-    try:
-        cache = _cache_dir()
-    except OSError:
-        return None
+    cache = _cache_dir()
     lib = cache / f"fused_{key}.so"
     if lib.exists():
         return lib
-    with tempfile.TemporaryDirectory(dir=cache) as tmp:
-        c_file = Path(tmp) / "fused.c"
-        c_file.write_text(src)
-        out = Path(tmp) / "fused.so"
-        try:
+    try:
+        with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            c_file = Path(tmp) / "fused.c"
+            c_file.write_text(src)
+            out = Path(tmp) / "fused.so"
             done = subprocess.run(
                 [cc, *_FLAGS, str(c_file), "-o", str(out), "-lm"],
                 capture_output=True,
                 timeout=120,
             )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        if done.returncode != 0 or not out.exists():
-            return None
-        os.replace(out, lib)  # atomic: another process may be building it too
+            if done.returncode != 0 or not out.exists():
+                return None
+            os.replace(out, lib)  # atomic: another process may be building it too
+    except (OSError, subprocess.SubprocessError):
+        return None
     return lib
 
 

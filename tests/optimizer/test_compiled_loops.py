@@ -119,3 +119,12 @@ def test_no_codegen_environment_variable(monkeypatch, fresh) -> None:
     (code,) = programs("adagrad", monkeypatch)
     assert not _fused._kernels.compile_loop(code)
     assert not list(fresh.glob("kernels/*.so"))
+
+
+def test_an_unusable_cache_folder_falls_back_to_a_private_one(monkeypatch, fresh) -> None:
+    blocker = fresh / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("MXJAX_CACHE_DIR", str(blocker))
+    (code,) = programs("nag", monkeypatch, momentum=0.9)
+    assert _fused._kernels.compile_loop(code)
+    assert codegen._cache_dir() == codegen._private_dir() != blocker
