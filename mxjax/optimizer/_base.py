@@ -469,7 +469,14 @@ def _slot_dtype(rule: Rule, info: _Leaf) -> jnp.dtype:
     return jnp.dtype(jnp.float32) if rule.state_dtype == "float32" else info.compute
 
 
-def _init_leaf(rule: Rule, info: _Leaf, w: jax.Array) -> tuple[jax.Array, ...]:
+def _init_leaf(
+    rule: Rule, info: _Leaf, w: jax.Array | jax.ShapeDtypeStruct
+) -> tuple[jax.Array, ...]:
+    """A leaf's initial slots. ``w`` may be a ``ShapeDtypeStruct`` when the slots do not
+    depend on the weight's values (zeros, no master copy): see :func:`needs_values`."""
+    if not needs_values(rule, info):
+        shape = w.shape if isinstance(w, jax.ShapeDtypeStruct) else jnp.shape(w)
+        return tuple(jnp.zeros(shape, _slot_dtype(rule, info)) for _ in rule.slots)
     w = jnp.asarray(w)
     wc = w.astype(info.compute)
     if rule.init_slots is not None:
@@ -481,6 +488,12 @@ def _init_leaf(rule: Rule, info: _Leaf, w: jax.Array) -> tuple[jax.Array, ...]:
     if info.master:
         slots = (*slots, wc)
     return slots
+
+
+def needs_values(rule: Rule, info: _Leaf) -> bool:
+    """Whether a leaf's initial slots depend on its values (a rule's ``init_slots``, a
+    master copy) rather than only on its shape."""
+    return rule.init_slots is not None or info.master
 
 
 def _check_update_trees(

@@ -51,6 +51,7 @@ from ._base import (
     _Leaf,
     _slots_per_leaf,
     apply_rule,
+    needs_values,
 )
 from ._fused import compile_group, run_group
 
@@ -128,7 +129,10 @@ class MultiTensor:
         ]
         flat = []
         for gr in groups:
-            w = _concat([leaves[j] for j in gr.members], gr.shape)
+            if needs_values(self.rule, gr.info):
+                w = _concat([leaves[j] for j in gr.members], gr.shape)
+            else:  # zeros: no concatenation (XLA takes seconds to compile 2,000 operands)
+                w = jax.ShapeDtypeStruct(gr.shape, gr.info.dtype)
             flat.append(_init_leaf(self.rule, gr.info, w))
         return MultiSlots(jax.tree_util.tree_unflatten(treedef, per_leaf), tuple(flat))
 
