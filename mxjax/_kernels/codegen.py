@@ -127,7 +127,9 @@ def source(code: np.ndarray) -> str | None:
         lines.append(f"  float* out{o} = out[{o}];")
     for r in sorted(set(scalar_regs)):
         lines.append(f"  const float r{r} = scalars[{r}];")
-    lines.append("#pragma GCC ivdep")  # out[o][i] may be in[x][i], never another index
+    # out[o][i] may be in[x][i], never another index: no dependence between iterations
+    lines.append("#pragma GCC ivdep")
+    lines.append("#pragma clang loop vectorize(assume_safety)")
     lines.append("  for (int64_t i = 0; i < n; ++i) {")
     for r in range(fixed):
         lines.append(f"    const float r{r} = in{r}[i];")
@@ -145,8 +147,7 @@ def source(code: np.ndarray) -> str | None:
         decl = "" if dst in defined else "float "
         defined.add(dst)
         lines.append(f"    {decl}r{dst} = {expr};")
-    # temporaries the interpreter never wrote read as 0 there; a valid program has none
-    if any(r not in defined for r in outs):
+    if any(r not in defined for r in outs):  # an output nothing computes: not valid
         return None
     # All inputs of element i are read before any output of element i is written.
     for o, r in enumerate(outs):
@@ -160,9 +161,8 @@ def _compiler() -> str | None:
 
 
 @functools.cache
-def _machine() -> str:
-    """What the compiled code depends on besides its source: compiler, flags, CPU."""
-    cc = _compiler() or ""
+def _machine(cc: str) -> str:
+    """What code compiled by ``cc`` depends on besides its source: compiler, flags, CPU."""
     try:
         version = subprocess.run(
             [cc, "--version"], capture_output=True, text=True, timeout=30
@@ -205,7 +205,7 @@ def _build(src: str) -> Path | None:
     cc = _compiler()
     if cc is None:
         return None
-    key = hashlib.sha256((_machine() + "\n" + src).encode()).hexdigest()[:32]
+    key = hashlib.sha256((_machine(cc) + "\n" + src).encode()).hexdigest()[:32]
     cache = _cache_dir()
     lib = cache / f"fused_{key}.so"
     if lib.exists():
