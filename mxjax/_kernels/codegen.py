@@ -2,16 +2,18 @@
 
 The custom call's block interpreter (``elementwise.cc``) runs any program, but it keeps
 every intermediate value in memory and spends ~2 ns per element per core on its
-instructions, more than the memory traffic of an optimizer step. For a program of one
-element phase (every elementwise optimizer: no per-leaf sums), this module writes the
-instructions out as the body of one C loop, compiles it with the system's C compiler
-into a small shared library, and registers the function with the kernel, which then
-runs it on each segment of the call instead of the interpreter. Values stay in CPU
-registers; the loop is bound by memory bandwidth.
+instructions, more than the memory traffic of an optimizer step. For each element phase
+of a program (the whole update of an elementwise optimizer; LAMB's norms, then its
+update), this module writes the instructions out as the body of one C loop, compiles it
+with the system's C compiler into a small shared library, and registers the function
+with the kernel, which then runs it on each segment of the call instead of the
+interpreter. Values stay in CPU registers; the loop is bound by memory bandwidth.
 
 The loop computes the same operations in the same order, each rounded to float32 on its
-own (``-ffp-contract=off``, no fast-math), so its results equal the interpreter's bit
-for bit. A program is looked up by its full contents, never by a hash alone.
+own (``-ffp-contract=off``, no fast-math), and sums a leaf in the interpreter's order
+(eight interleaved partial sums per 256-element block), so its results equal the
+interpreter's bit for bit. A loop is looked up by its program's full contents and its
+phase, never by a hash alone.
 
 Libraries are cached on disk (``$MXJAX_CACHE_DIR``, default ``~/.cache/mxjax``) under
 the SHA-256 of the source, the flags, the compiler and the CPU's features, and in
@@ -86,74 +88,121 @@ static inline float mx_sign(float a) { return a > 0.0f ? 1.0f : (a < 0.0f ? -1.0
 # -ffp-contract=off: every operation rounds on its own, as in the interpreter and XLA.
 _FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared")
 
+_BLOCK = 256  # elementwise.cc's kBlock: the blocks reductions are summed by
 _lock = threading.Lock()
 _loaded: dict[str, ctypes.CDLL] = {}  # library path -> library, kept loaded
 _registered: set[bytes] = set()  # programs (bytes) with a registered loop
 
 
-def source(code: np.ndarray) -> str | None:
-    """The C source of a program's loop, or ``None`` if it has more than one phase.
+def _parse(code: np.ndarray) -> tuple | None:
+    """(n_regs, n_slots, scalar registers, output registers, phases) of a program, the
+    phases as (scalar, [(op, dst, a, b, c), ...]); ``None`` if it does not parse."""
+    p = [int(x) for x in code]
+    try:
+        n_regs, n_slots = p[0], p[1]
+        i = 2
+        scalar_regs = []
+        for _ in range(2):  # uniforms, then per-leaf uniforms: (register, index) pairs
+            n = p[i]
+            scalar_regs += p[i + 1 : i + 1 + 2 * n : 2]
+            i += 1 + 2 * n
+        n = p[i]  # registers the scalar phases and reductions write, one value per leaf
+        scalar_regs += p[i + 1 : i + 1 + n]
+        i += 1 + n
+        outs = p[i : i + 1 + n_slots]
+        i += 2 * (1 + n_slots)  # outputs, then the direct flags (not needed here)
+        phases = []
+        for _ in range(p[i]):
+            kind, count = p[i + 1], p[i + 2]
+            body = p[i + 3 : i + 3 + 5 * count]
+            if len(body) != 5 * count or count < 0:
+                return None
+            phases.append((kind == 1, [tuple(body[k : k + 5]) for k in range(0, len(body), 5)]))
+            i += 2 + 5 * count
+    except IndexError:
+        return None
+    if i + 1 != len(p) or len(outs) != 1 + n_slots:
+        return None
+    return n_regs, n_slots, set(scalar_regs), outs, phases
+
+
+def source(code: np.ndarray, phase: int) -> str | None:
+    """The C source of element phase ``phase``'s loop; ``None`` for anything else.
 
     The function is ``void mxjax_fused(const float* const* in, float* const* out,
-    const float* scalars, int64_t n)``: ``in`` are w, g and the slots at the segment's
-    first element, ``out`` the destinations of w' and the slots', ``scalars[r]`` the
-    value of register ``r`` where it holds one value for the segment.
+    const float* scalars, float* red, int64_t n)``: ``in`` are w, g and the slots at the
+    segment's first element, ``out`` the destinations of w' and the slots' (last phase),
+    ``scalars[r]`` the value of register ``r`` where it holds one value for the leaf,
+    ``red[r]`` the segment's sum into per-leaf register ``r`` (earlier phases): summed
+    as the interpreter sums, eight interleaved partial sums per 256-element block.
     """
-    p = [int(x) for x in code]
-    n_regs, n_slots = p[0], p[1]
+    parsed = _parse(code)
+    if parsed is None:
+        return None
+    n_regs, n_slots, scalar_regs, outs, phases = parsed
+    if not 0 <= phase < len(phases) or phases[phase][0]:
+        return None
+    last = phase == len(phases) - 1
     fixed = 2 + n_slots
-    i = 2
-    scalar_regs = []
-    for _ in range(2):  # uniforms, then per-leaf uniforms: (register, index) pairs
-        n = p[i]
-        scalar_regs += p[i + 1 : i + 1 + 2 * n : 2]
-        i += 1 + 2 * n
-    n = p[i]
-    scalar_regs += p[i + 1 : i + 1 + n]
-    i += 1 + n
-    outs = p[i : i + 1 + n_slots]
-    i += 2 * (1 + n_slots)  # outputs, then the direct flags (not needed here)
-    if p[i] != 1 or p[i + 1] != 0:  # one element phase
-        return None
-    count = p[i + 2]
-    body = p[i + 3 : i + 3 + 5 * count]
-    if len(body) != 5 * count or i + 3 + 5 * count != len(p):
-        return None
     lines = [_PRELUDE, "void mxjax_fused(const float* const* in, float* const* out,"]
-    lines.append("                 const float* scalars, int64_t n) {")
-    for r in range(fixed):
-        lines.append(f"  const float* in{r} = in[{r}];")
-    for o in range(1 + n_slots):
-        lines.append(f"  float* out{o} = out[{o}];")
-    for r in sorted(set(scalar_regs)):
-        lines.append(f"  const float r{r} = scalars[{r}];")
+    lines.append("                 const float* scalars, float* red, int64_t n) {")
+    lines += [f"  const float* in{r} = in[{r}];" for r in range(fixed)]
+    if last:
+        lines += [f"  float* out{o} = out[{o}];" for o in range(1 + n_slots)]
+    lines += [f"  const float r{r} = scalars[{r}];" for r in sorted(scalar_regs)]
+    body: list[str] = []
+    sums: list[int] = []  # per reduction, in program order: its per-leaf register
+    defined = set(range(fixed)) | scalar_regs
+    for op, dst, a, b, c in phases[phase][1]:
+        if not 0 <= op < len(_OPS) or not {a, b, c} <= defined or not 0 <= dst < n_regs:
+            return None
+        if _OPS[op] == "reduce_add":
+            if last or dst not in scalar_regs:
+                return None
+            body.append(f"      acc{len(sums)}[j] = r{a};")
+            sums.append(dst)
+            continue
+        if dst in scalar_regs or dst < fixed:
+            return None
+        expr = _EXPR[_OPS[op]].format(a=f"r{a}", b=f"r{b}", c=f"r{c}")
+        body.append(f"      {'' if dst in defined else 'float '}r{dst} = {expr};")
+        defined.add(dst)
+    if last:
+        if any(r not in defined for r in outs):  # an output nothing computes: not valid
+            return None
+        # All inputs of element i are read before any output of element i is written.
+        body += [f"      out{o}[i] = r{r};" for o, r in enumerate(outs)]
+    lines += [f"  float acc{k}[{_BLOCK}];" for k in range(len(sums))]
+    lines.append(f"  for (int64_t pos = 0; pos < n; pos += {_BLOCK}) {{")
+    lines.append(f"    const int64_t m = n - pos < {_BLOCK} ? n - pos : {_BLOCK};")
     # out[o][i] may be in[x][i], never another index: no dependence between iterations
     lines.append("#pragma GCC ivdep")
     lines.append("#pragma clang loop vectorize(assume_safety)")
-    lines.append("  for (int64_t i = 0; i < n; ++i) {")
-    for r in range(fixed):
-        lines.append(f"    const float r{r} = in{r}[i];")
-    defined = set(range(fixed)) | set(scalar_regs)
-    for k in range(count):
-        op, dst, a, b, c = body[5 * k : 5 * k + 5]
-        if (
-            not 0 <= op < len(_OPS)
-            or _OPS[op] == "reduce_add"
-            or not 0 <= dst < n_regs
-            or not {a, b, c} <= defined
-        ):
-            return None
-        expr = _EXPR[_OPS[op]].format(a=f"r{a}", b=f"r{b}", c=f"r{c}")
-        decl = "" if dst in defined else "float "
-        defined.add(dst)
-        lines.append(f"    {decl}r{dst} = {expr};")
-    if any(r not in defined for r in outs):  # an output nothing computes: not valid
-        return None
-    # All inputs of element i are read before any output of element i is written.
-    for o, r in enumerate(outs):
-        lines.append(f"    out{o}[i] = r{r};")
+    lines.append("    for (int64_t j = 0; j < m; ++j) {")
+    lines.append("      const int64_t i = pos + j;")
+    lines += [f"      const float r{r} = in{r}[i];" for r in range(fixed)]
+    lines += body
+    lines.append("    }")
+    for k, dst in enumerate(sums):
+        lines += [
+            "    {",
+            "      float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};",
+            "      int64_t j = 0;",
+            "      for (; j + 8 <= m; j += 8)",
+            f"        for (int l = 0; l < 8; ++l) s[l] += acc{k}[j + l];",
+            f"      for (int l = 0; j < m; ++j, ++l) s[l] += acc{k}[j];",
+            f"      red[{dst}] += ((s[0] + s[4]) + (s[1] + s[5])) + "
+            "((s[2] + s[6]) + (s[3] + s[7]));",
+            "    }",
+        ]
     lines += ["  }", "}", ""]
     return "\n".join(lines)
+
+
+def element_phases(code: np.ndarray) -> list[int]:
+    """The indices of a program's element phases (each gets a loop)."""
+    parsed = _parse(code)
+    return [] if parsed is None else [k for k, (sc, _) in enumerate(parsed[4]) if not sc]
 
 
 def _compiler() -> str | None:
@@ -237,9 +286,10 @@ def clear(kernel: ctypes.CDLL) -> None:
 
 
 def register(kernel: ctypes.CDLL, code: np.ndarray) -> bool:
-    """Compile ``code``'s loop and register it with the kernel; whether it was.
+    """Compile a loop for each of ``code``'s element phases and register them with the
+    kernel; whether every phase has one (otherwise the interpreter runs those left).
 
-    Called while tracing a step; a program already registered costs a dictionary look-up.
+    Called while tracing a step; a program already registered costs a set look-up.
     """
     if os.environ.get("MXJAX_NO_CODEGEN"):
         return False
@@ -248,24 +298,26 @@ def register(kernel: ctypes.CDLL, code: np.ndarray) -> bool:
     with _lock:
         if key in _registered:
             return True
-        src = source(code)
-        if src is None:
-            return False
-        path = _build(src)
-        if path is None:
-            return False
-        try:
-            lib = _loaded.get(str(path)) or ctypes.CDLL(str(path))
-            fn = ctypes.cast(lib.mxjax_fused, ctypes.c_void_p).value
-        except (OSError, AttributeError):
-            return False
-        _loaded[str(path)] = lib
-        ok = kernel.MxjaxRegisterFused(
-            code.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
-            ctypes.c_int64(code.size),
-            ctypes.c_void_p(fn),
-        )
-        if not ok:
+        phases = element_phases(code)
+        done = 0
+        for phase in phases:
+            src = source(code, phase)
+            path = None if src is None else _build(src)
+            if path is None:
+                continue
+            try:
+                lib = _loaded.get(str(path)) or ctypes.CDLL(str(path))
+                fn = ctypes.cast(lib.mxjax_fused, ctypes.c_void_p).value
+            except (OSError, AttributeError):
+                continue
+            _loaded[str(path)] = lib
+            done += kernel.MxjaxRegisterFused(
+                code.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
+                ctypes.c_int64(code.size),
+                ctypes.c_int32(phase),
+                ctypes.c_void_p(fn),
+            )
+        if not phases or done != len(phases):
             return False
         _registered.add(key)
         return True

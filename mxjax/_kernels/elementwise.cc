@@ -227,11 +227,13 @@ void RunBlock(const Instr* code, size_t count, float** regs, int64_t n, float* r
   }
 }
 
-// A program's compiled loop (mxjax/_kernels/codegen.py): in = w, g, slots at the
-// segment's first element; out = the destinations of w', slots'; scalars[r] = register
-// r's value where it is one value per leaf. Registered by the program's full contents.
+// An element phase's compiled loop (mxjax/_kernels/codegen.py) over one segment: in =
+// w, g, slots at the segment's first element; out = the destinations of w', slots'
+// (last phase); scalars[r] = register r's value where it is one value per leaf; red =
+// the segment's per-leaf sums (earlier phases; summed in the interpreter's order).
+// Registered by the program's full contents and the phase's index.
 using FusedFn = void (*)(const float* const* in, float* const* out, const float* scalars,
-                         int64_t n);
+                         float* red, int64_t n);
 
 std::mutex fused_mutex;
 std::unordered_map<std::string, FusedFn>& FusedLoops() {
@@ -239,19 +241,21 @@ std::unordered_map<std::string, FusedFn>& FusedLoops() {
   return *loops;
 }
 
-std::string ProgramKey(const int32_t* p, size_t n) {
-  return std::string(reinterpret_cast<const char*>(p), n * sizeof(int32_t));
+std::string ProgramKey(const int32_t* p, size_t n, int32_t phase) {
+  std::string key(reinterpret_cast<const char*>(p), n * sizeof(int32_t));
+  key.append(reinterpret_cast<const char*>(&phase), sizeof(phase));
+  return key;
 }
 
-FusedFn FindFused(ffi::Span<const int32_t> p) {
+FusedFn FindFused(ffi::Span<const int32_t> p, int32_t phase) {
   std::lock_guard<std::mutex> lock(fused_mutex);
-  auto it = FusedLoops().find(ProgramKey(p.begin(), p.size()));
+  auto it = FusedLoops().find(ProgramKey(p.begin(), p.size(), phase));
   return it == FusedLoops().end() ? nullptr : it->second;
 }
 
 struct Call {
   const Program* prog;
-  FusedFn fused = nullptr;  // the last phase's compiled loop, if registered
+  std::vector<FusedFn> fused;  // per phase: its compiled loop, if registered
   const float* u;
   const float* ul;  // [k, n_cols]
   int64_t n_cols;
@@ -301,12 +305,14 @@ struct Scratch {
 };
 
 // One element phase on one segment; `last` writes the outputs.
-void RunSegment(const Call& c, const Phase& ph, bool last, int64_t seg, Scratch& sc) {
+void RunSegment(const Call& c, const Phase& ph, FusedFn fn, bool last, int64_t seg,
+                Scratch& sc) {
   const Program& p = *c.prog;
   const int32_t S = p.n_slots, fixed = 2 + S;
   const int64_t leaf = c.seg_leaf[seg];
   sc.Enter(c, leaf);
-  if (last && c.fused) {  // the compiled loop: the whole segment at once
+  float* red = const_cast<float*>(c.seg_red.data()) + seg * p.n_regs;
+  if (fn) {  // the compiled loop: the whole segment at once
     const int64_t lo = c.seg_lo[seg], j = lo - c.start[leaf], so = c.slot_base + lo;
     const float* in[2 + kMaxSlots];
     float* out[1 + kMaxSlots];
@@ -317,10 +323,9 @@ void RunSegment(const Call& c, const Phase& ph, bool last, int64_t seg, Scratch&
       in[2 + k] = c.s[k] + so;
       out[1 + k] = c.s_out[k] + so;
     }
-    c.fused(in, out, sc.scalars.data(), c.seg_hi[seg] - lo);
+    fn(in, out, sc.scalars.data(), last ? nullptr : red, c.seg_hi[seg] - lo);
     return;
   }
-  float* red = const_cast<float*>(c.seg_red.data()) + seg * p.n_regs;
   float** regs = sc.regs.data();
   for (int64_t pos = c.seg_lo[seg]; pos < c.seg_hi[seg]; pos += kBlock) {
     const int64_t n = std::min(kBlock, c.seg_hi[seg] - pos);
@@ -399,7 +404,8 @@ ffi::Error Update(ffi::ThreadPool pool, ffi::Span<const int32_t> program,
   auto f32 = [](const auto& b) { return b.element_type() == ffi::DataType::F32; };
   Call c;
   c.prog = &p;
-  if (p.phases.size() == 1) c.fused = FindFused(program);
+  for (size_t ph = 0; ph < p.phases.size(); ++ph)
+    c.fused.push_back(p.phases[ph].scalar ? nullptr : FindFused(program, ph));
   auto u = arg(0), ul = arg(1);
   if (u.has_error() || ul.has_error() || !f32(*u) || !f32(*ul))
     return ffi::Error::InvalidArgument("mxjax: u and ul must be float32");
@@ -460,8 +466,9 @@ ffi::Error Update(ffi::ThreadPool pool, ffi::Span<const int32_t> program,
     }
     const bool last = ph + 1 == p.phases.size();
     c.seg_red.assign(last ? 0 : static_cast<size_t>(n_seg) * p.n_regs, 0.0f);
-    ParallelFor(pool, parallel, c, n_seg, [&c, &phase, last](int64_t seg, Scratch& sc) {
-      RunSegment(c, phase, last, seg, sc);
+    FusedFn fn = c.fused[ph];
+    ParallelFor(pool, parallel, c, n_seg, [&c, &phase, fn, last](int64_t seg, Scratch& sc) {
+      RunSegment(c, phase, fn, last, seg, sc);
     });
     if (last) break;
     for (int64_t seg = 0; seg < n_seg; ++seg)  // in order: a deterministic sum
@@ -475,16 +482,18 @@ ffi::Error Update(ffi::ThreadPool pool, ffi::Span<const int32_t> program,
 
 }  // namespace
 
-// Registers a program's compiled loop; returns 1 if the program parses and has one
-// element phase (the only kind the loops replace), else 0.
-extern "C" int MxjaxRegisterFused(const int32_t* program, int64_t n, void* fn) {
+// Registers the compiled loop of a program's element phase; returns 1 if the program
+// parses and `phase` is one of its element phases, else 0.
+extern "C" int MxjaxRegisterFused(const int32_t* program, int64_t n, int32_t phase,
+                                  void* fn) {
   if (program == nullptr || n <= 0 || fn == nullptr) return 0;
   Program p;
-  if (!Parse(ffi::Span<const int32_t>(program, static_cast<size_t>(n)), &p) ||
-      p.phases.size() != 1)
+  if (!Parse(ffi::Span<const int32_t>(program, static_cast<size_t>(n)), &p) || phase < 0 ||
+      static_cast<size_t>(phase) >= p.phases.size() || p.phases[phase].scalar)
     return 0;
   std::lock_guard<std::mutex> lock(fused_mutex);
-  FusedLoops()[ProgramKey(program, static_cast<size_t>(n))] = reinterpret_cast<FusedFn>(fn);
+  FusedLoops()[ProgramKey(program, static_cast<size_t>(n), phase)] =
+      reinterpret_cast<FusedFn>(fn);
   return 1;
 }
 

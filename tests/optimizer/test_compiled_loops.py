@@ -56,15 +56,22 @@ def fresh(tmp_path, monkeypatch):
 
 def test_source_is_one_loop_over_the_elements(monkeypatch) -> None:
     (code,) = programs("adam", monkeypatch, wd=0.01, clip_gradient=1.0)
-    src = codegen.source(code)
-    assert src.count("for (int64_t i = 0; i < n; ++i)") == 1
+    assert codegen.element_phases(code) == [0]
+    src = codegen.source(code, 0)
+    assert src.count("for (int64_t j = 0; j < m; ++j)") == 1
     assert "sqrtf(" in src and "out2[i] =" in src and "out3" not in src
+    assert "red[" not in src
+    assert codegen.source(code, 1) is None
 
 
 @pytest.mark.parametrize("name", ["lamb", "lans"])
-def test_programs_with_norms_keep_the_interpreter(name: str, monkeypatch) -> None:
+def test_programs_with_norms_get_a_loop_per_element_phase(name: str, monkeypatch) -> None:
     (code,) = programs(name, monkeypatch)
-    assert codegen.source(code) is None  # reductions: more than one phase
+    phases = codegen.element_phases(code)
+    assert len(phases) >= 2  # the norms' sums, then the update
+    *sums, last = [codegen.source(code, k) for k in phases]
+    assert all("red[" in src and "out0" not in src for src in sums)
+    assert "red[" not in last and "out0[i] =" in last
 
 
 @pytest.mark.parametrize(
@@ -78,7 +85,7 @@ def test_programs_with_norms_keep_the_interpreter(name: str, monkeypatch) -> Non
 def test_malformed_programs_get_no_loop(edit, monkeypatch, fresh) -> None:
     (code,) = programs("sgd", monkeypatch, momentum=0.9)
     bad = np.asarray(edit(code), np.int32)
-    assert codegen.source(bad) is None or not _fused._kernels.compile_loop(bad)
+    assert codegen.source(bad, 0) is None or not _fused._kernels.compile_loop(bad)
     assert not list(fresh.glob("kernels/*.so"))
 
 
@@ -113,7 +120,7 @@ def test_without_a_compiler_the_interpreter_gives_the_same_numbers(
 
 def test_a_compile_error_leaves_the_interpreter(monkeypatch, fresh) -> None:
     (code,) = programs("sgd", monkeypatch)
-    monkeypatch.setattr(codegen, "source", lambda code: "this is not C")
+    monkeypatch.setattr(codegen, "source", lambda code, phase: "this is not C")
     assert not _fused._kernels.compile_loop(code)
     assert not list(fresh.glob("kernels/*.so"))
 
@@ -132,3 +139,37 @@ def test_an_unusable_cache_folder_falls_back_to_a_private_one(monkeypatch, fresh
     (code,) = programs("nag", monkeypatch, momentum=0.9)
     assert _fused._kernels.compile_loop(code)
     assert codegen._cache_dir() == codegen._private_dir() != blocker
+
+
+def test_a_leaf_sum_has_the_interpreters_bits(monkeypatch) -> None:
+    """A rule that returns a leaf's sum: the loop sums in the interpreter's fixed order
+    (a different order changes the low bits of a 100K-element sum)."""
+
+    def kernel(w, g, slots, h):
+        return w + jnp.sum(g * g) * 1e-3, slots
+
+    rule = mx.optimizer.Rule(kernel, per_leaf_scalars=True)
+    key = jax.random.key(7)
+    p = {f"w{i}": jax.random.normal(jax.random.fold_in(key, i), (100_003 + i,)) for i in range(2)}
+    g = jax.tree.map(lambda x: jnp.sin(x * 3.0) * 7.0, p)
+    got = {}
+    for mode in ("interpreter", "compiled loop"):
+        _fused._kernels.clear_loops()
+        compiled: list[bool] = []
+        compile_loop = _fused._kernels.compile_loop
+        with monkeypatch.context() as m:
+            if mode == "interpreter":
+                m.setenv("MXJAX_NO_CODEGEN", "1")
+            m.setattr(
+                _fused._kernels,
+                "compile_loop",
+                lambda code: compiled.append(compile_loop(code)) or compiled[-1],
+            )
+            opt = mx.optimizer.from_rule(rule, learning_rate=0.1, multi_tensor=True)
+            got[mode] = jax.jit(opt.update)(g, opt.init(p), p)[0]
+        assert compiled == [mode == "compiled loop"]
+    _fused._kernels.clear_loops()
+    for a, b in zip(
+        jax.tree.leaves(got["compiled loop"]), jax.tree.leaves(got["interpreter"]), strict=True
+    ):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

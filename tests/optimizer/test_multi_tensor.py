@@ -177,6 +177,29 @@ def op_by_op(name: str) -> dict:
     return p
 
 
+@pytest.mark.parametrize("name", PER_LEAF)
+def test_compiled_loops_equal_the_interpreter_bitwise(name: str, monkeypatch) -> None:
+    """LAMB's and LANS's norms are summed by the loops in the interpreter's order: the
+    same bits, run to run and loop to interpreter (Nadam: its per-leaf table)."""
+    results = {}
+    for mode in ("interpreter", "compiled loop"):
+        _fused._kernels.clear_loops()
+        with monkeypatch.context() as m:
+            if mode == "interpreter":
+                m.setenv("MXJAX_NO_CODEGEN", "1")
+            compiled: list[bool] = []
+            compile_loop = _fused._kernels.compile_loop
+            m.setattr(
+                _fused._kernels,
+                "compile_loop",
+                lambda code: compiled.append(compile_loop(code)) or compiled[-1],
+            )
+            results[mode] = run(name, True, f32_tree())[1:]
+        assert compiled and all(compiled) == (mode == "compiled loop")
+    _fused._kernels.clear_loops()
+    leaves_equal(results["compiled loop"], results["interpreter"])
+
+
 @pytest.mark.parametrize("name", FLAT)
 def test_every_elementwise_optimizer_runs_in_the_custom_call(name: str) -> None:
     """No eligible optimizer falls back to XLA on the CPU, with every preamble option."""
