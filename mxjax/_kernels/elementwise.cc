@@ -19,6 +19,10 @@
 // outputs; earlier phases only reduce, and later phases recompute what they need from the
 // inputs, which stay untouched until then.
 //
+// An element phase may also have a compiled loop (mxjax/_kernels/codegen.py writes the
+// phase as C, compiled and registered through MxjaxRegisterFused): the call then runs it
+// on each segment instead of RunBlock, with the same operations, order and bits.
+//
 // Program layout (int32):
 //   n_regs, n_slots,
 //   n_uniform, (reg, index into u) * n_uniform,
