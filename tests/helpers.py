@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import pathlib
+from collections.abc import Iterator
 from functools import cache
 
 import numpy as np
+
+@contextlib.contextmanager
+def kernel_loops(monkeypatch, compiled: bool) -> Iterator[list[bool]]:
+    """Inside, the custom call's programs traced anew run on compiled loops
+    (``compiled``) or on the block interpreter; yields what each program's
+    ``compile_loop`` returned. Starts with no loop registered."""
+    from mxjax.optimizer import _fused
+
+    kernels = _fused._kernels
+    kernels.clear_loops()
+    results: list[bool] = []
+    compile_loop = kernels.compile_loop
+    with monkeypatch.context() as m:
+        if not compiled:
+            m.setenv("MXJAX_NO_CODEGEN", "1")
+        m.setattr(
+            kernels,
+            "compile_loop",
+            lambda code: results.append(compile_loop(code)) or results[-1],
+        )
+        yield results
+
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "tests" / "reference"

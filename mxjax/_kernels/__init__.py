@@ -3,8 +3,8 @@
 ``elementwise.cc`` is built into ``_elementwise*.so`` when mxjax is installed (an
 optional extension: without a C++ compiler the install still succeeds, and mxjax runs
 every step through XLA). It is a plain shared library, loaded with ``ctypes`` and
-registered with XLA as the custom call :data:`TARGET`. Programs of one element phase
-also get a compiled loop (:mod:`mxjax._kernels.codegen`) when a C compiler is present.
+registered with XLA as the custom call :data:`TARGET`. A program's element phases also
+get compiled loops (:mod:`mxjax._kernels.codegen`) when a C compiler is present.
 """
 
 from __future__ import annotations

@@ -117,7 +117,8 @@ def _parse(code: np.ndarray) -> tuple | None:
             body = p[i + 3 : i + 3 + 5 * count]
             if len(body) != 5 * count or count < 0:
                 return None
-            phases.append((kind == 1, [tuple(body[k : k + 5]) for k in range(0, len(body), 5)]))
+            instrs = [tuple(body[k : k + 5]) for k in range(0, len(body), 5)]
+            phases.append((kind == 1, instrs))
             i += 2 + 5 * count
     except IndexError:
         return None

@@ -475,8 +475,7 @@ def _init_leaf(
     """A leaf's initial slots. ``w`` may be a ``ShapeDtypeStruct`` when the slots do not
     depend on the weight's values (zeros, no master copy): see :func:`needs_values`."""
     if not needs_values(rule, info):
-        shape = w.shape if isinstance(w, jax.ShapeDtypeStruct) else jnp.shape(w)
-        return tuple(jnp.zeros(shape, _slot_dtype(rule, info)) for _ in rule.slots)
+        return tuple(jnp.zeros(jnp.shape(w), _slot_dtype(rule, info)) for _ in rule.slots)
     w = jnp.asarray(w)
     wc = w.astype(info.compute)
     if rule.init_slots is not None:

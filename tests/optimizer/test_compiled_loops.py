@@ -14,6 +14,7 @@ import pytest
 import mxjax as mx
 from mxjax._kernels import codegen
 from mxjax.optimizer import _fused
+from tests.helpers import kernel_loops
 
 
 def params() -> dict:
@@ -154,17 +155,7 @@ def test_a_leaf_sum_has_the_interpreters_bits(monkeypatch) -> None:
     g = jax.tree.map(lambda x: jnp.sin(x * 3.0) * 7.0, p)
     got = {}
     for mode in ("interpreter", "compiled loop"):
-        _fused._kernels.clear_loops()
-        compiled: list[bool] = []
-        compile_loop = _fused._kernels.compile_loop
-        with monkeypatch.context() as m:
-            if mode == "interpreter":
-                m.setenv("MXJAX_NO_CODEGEN", "1")
-            m.setattr(
-                _fused._kernels,
-                "compile_loop",
-                lambda code: compiled.append(compile_loop(code)) or compiled[-1],
-            )
+        with kernel_loops(monkeypatch, mode == "compiled loop") as compiled:
             opt = mx.optimizer.from_rule(rule, learning_rate=0.1, multi_tensor=True)
             got[mode] = jax.jit(opt.update)(g, opt.init(p), p)[0]
         assert compiled == [mode == "compiled loop"]

@@ -16,6 +16,7 @@ import mxjax as mx
 from mxjax.optimizer import MultiSlots
 from mxjax.optimizer import _fused
 from mxjax.optimizer._multi import plan
+from tests.helpers import kernel_loops
 
 NAMES = mx.optimizer.names()
 
@@ -135,18 +136,9 @@ def f32_tree() -> dict:
 @pytest.fixture(params=["compiled loop", "interpreter"])
 def loop(request, monkeypatch) -> str:
     """Run each test with the programs' compiled loops and with the block interpreter."""
-    _fused._kernels.clear_loops()
     request.addfinalizer(_fused._kernels.clear_loops)
-    results: list[bool] = []
-    compile_loop = _fused._kernels.compile_loop
-    if request.param == "interpreter":
-        monkeypatch.setenv("MXJAX_NO_CODEGEN", "1")
-    monkeypatch.setattr(
-        _fused._kernels,
-        "compile_loop",
-        lambda code: results.append(compile_loop(code)) or results[-1],
-    )
-    yield request.param
+    with kernel_loops(monkeypatch, request.param == "compiled loop") as results:
+        yield request.param
     # every program of these tests has one element phase: all compiled, or none
     assert results and all(results) == (request.param == "compiled loop")
 
@@ -183,17 +175,7 @@ def test_compiled_loops_equal_the_interpreter_bitwise(name: str, monkeypatch) ->
     same bits, run to run and loop to interpreter (Nadam: its per-leaf table)."""
     results = {}
     for mode in ("interpreter", "compiled loop"):
-        _fused._kernels.clear_loops()
-        with monkeypatch.context() as m:
-            if mode == "interpreter":
-                m.setenv("MXJAX_NO_CODEGEN", "1")
-            compiled: list[bool] = []
-            compile_loop = _fused._kernels.compile_loop
-            m.setattr(
-                _fused._kernels,
-                "compile_loop",
-                lambda code: compiled.append(compile_loop(code)) or compiled[-1],
-            )
+        with kernel_loops(monkeypatch, mode == "compiled loop") as compiled:
             results[mode] = run(name, True, f32_tree())[1:]
         assert compiled and all(compiled) == (mode == "compiled loop")
     _fused._kernels.clear_loops()
