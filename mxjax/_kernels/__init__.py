@@ -22,6 +22,7 @@ import numpy as np
 from . import codegen
 
 TARGET = "mxjax_elementwise"
+UNPACK = "mxjax_unpack"
 
 
 def library_path() -> Path | None:
@@ -46,6 +47,9 @@ def _library() -> ctypes.CDLL | None:
         lib = ctypes.CDLL(str(path))
         jax.ffi.register_ffi_target(
             TARGET, jax.ffi.pycapsule(lib.MxjaxElementwise), platform="cpu"
+        )
+        jax.ffi.register_ffi_target(
+            UNPACK, jax.ffi.pycapsule(lib.MxjaxUnpack), platform="cpu"
         )
     except (OSError, AttributeError) as e:  # a library built for another platform
         warnings.warn(

@@ -10,7 +10,9 @@
 // w_1..w_k (the parameters), g_1..g_k (their gradients), S_1..S_s (flat slot buffers
 // shared by the group; the call's leaves occupy [slot_base, slot_base + sum n_i) in
 // order). Results: w_1'..w_k', S_1'..S_s', aliased to the operands by the caller, so the
-// update happens in place.
+// update happens in place. Attribute `sizes` holds n_1..n_k. With `packed` = 1 the leaves
+// lie back to back in one w, one g and one w' (mxjax.optimizer.Packed parameters):
+// operands u, ul, w, g, S_1..S_s, results w', S_1'..S_s'.
 //
 // A program is a sequence of phases. An *element* phase runs its instructions over every
 // block of every leaf; a *scalar* phase runs once per leaf on per-leaf registers (LAMB's
@@ -395,13 +397,14 @@ void ParallelFor(ffi::ThreadPool& pool, bool parallel, const Call& c, int64_t n,
 }
 
 ffi::Error Update(ffi::ThreadPool pool, ffi::Span<const int32_t> program,
-                  int64_t n_leaves, int64_t slot_base, ffi::RemainingArgs args,
-                  ffi::RemainingRets rets) {
+                  int64_t n_leaves, int64_t slot_base, ffi::Span<const int64_t> sizes,
+                  int64_t packed, ffi::RemainingArgs args, ffi::RemainingRets rets) {
   Program p;
   if (!Parse(program, &p)) return ffi::Error::InvalidArgument("mxjax: malformed program");
-  const int64_t k = n_leaves, S = p.n_slots;
-  if (k < 1 || static_cast<int64_t>(args.size()) != 2 + 2 * k + S ||
-      static_cast<int64_t>(rets.size()) != k + S)
+  const int64_t k = n_leaves, S = p.n_slots, kw = packed ? 1 : k;  // w operands
+  if (k < 1 || static_cast<int64_t>(sizes.size()) != k ||
+      static_cast<int64_t>(args.size()) != 2 + 2 * kw + S ||
+      static_cast<int64_t>(rets.size()) != kw + S)
     return ffi::Error::InvalidArgument("mxjax: operand count does not match the program");
   auto arg = [&](size_t i) { return args.get<ffi::AnyBuffer>(i); };
   auto ret = [&](size_t i) { return rets.get<ffi::AnyBuffer>(i); };
@@ -425,22 +428,31 @@ ffi::Error Update(ffi::ThreadPool pool, ffi::Span<const int32_t> program,
   c.ul = ul->typed_data<float>();
   c.start.push_back(0);
   for (int64_t i = 0; i < k; ++i) {
-    auto w = arg(2 + i), g = arg(2 + k + i);
+    if (sizes[i] < 0) return ffi::Error::InvalidArgument("mxjax: negative leaf size");
+    c.start.push_back(c.start.back() + sizes[i]);
+  }
+  for (int64_t i = 0; i < kw; ++i) {
+    auto w = arg(2 + i), g = arg(2 + kw + i);
     auto wo = ret(i);
+    const int64_t n = packed ? c.start.back() : sizes[i];
     if (w.has_error() || g.has_error() || wo.has_error() || !f32(*w) || !f32(*g) ||
-        !f32(**wo) || g->element_count() != w->element_count() ||
+        !f32(**wo) || static_cast<int64_t>(w->element_count()) != n ||
+        g->element_count() != w->element_count() ||
         (*wo)->element_count() != w->element_count())
-      return ffi::Error::InvalidArgument("mxjax: parameters must be float32, like their grads");
-    c.w.push_back(w->typed_data<float>());
-    c.g.push_back(g->typed_data<float>());
-    c.w_out.push_back((*wo)->typed_data<float>());
-    c.start.push_back(c.start.back() + static_cast<int64_t>(w->element_count()));
+      return ffi::Error::InvalidArgument(
+          "mxjax: parameters must be float32, like their grads, of the given sizes");
+  }
+  for (int64_t i = 0; i < k; ++i) {  // leaf i's data: its own operand, or its part of one
+    const int64_t a = packed ? 0 : i, off = packed ? c.start[i] : 0;
+    c.w.push_back(arg(2 + a)->typed_data<float>() + off);
+    c.g.push_back(arg(2 + kw + a)->typed_data<float>() + off);
+    c.w_out.push_back((*ret(a))->typed_data<float>() + off);
   }
   const int64_t total = c.start.back();
   c.slot_base = slot_base;
   for (int64_t j = 0; j < S; ++j) {
-    auto s = arg(2 + 2 * k + j);
-    auto so = ret(k + j);
+    auto s = arg(2 + 2 * kw + j);
+    auto so = ret(kw + j);
     if (s.has_error() || so.has_error() || !f32(*s) ||
         (*so)->element_count() != s->element_count() || slot_base < 0 ||
         slot_base + total > static_cast<int64_t>(s->element_count()))
@@ -513,5 +525,34 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(MxjaxElementwise, Update,
                                   .Attr<ffi::Span<const int32_t>>("program")
                                   .Attr<int64_t>("n_leaves")
                                   .Attr<int64_t>("slot_base")
+                                  .Attr<ffi::Span<const int64_t>>("sizes")
+                                  .Attr<int64_t>("packed")
                                   .RemainingArgs()
                                   .RemainingRets());
+
+// Packed parameters (mxjax.optimizer.Packed): a buffer's leaves, copied out back to back.
+// One call however many leaves (XLA compiles one kernel per slice, ~15 ms each).
+namespace {
+
+ffi::Error Unpack(ffi::AnyBuffer packed, ffi::RemainingRets rets) {
+  const char* src = static_cast<const char*>(packed.untyped_data());
+  size_t off = 0;
+  for (size_t i = 0; i < rets.size(); ++i) {
+    auto r = rets.get<ffi::AnyBuffer>(i);
+    if (r.has_error() || (*r)->element_type() != packed.element_type())
+      return ffi::Error::InvalidArgument("mxjax: unpack results must have the buffer's dtype");
+    const size_t n = (*r)->size_bytes();
+    if (off + n > packed.size_bytes())
+      return ffi::Error::InvalidArgument("mxjax: the leaves do not fit the buffer");
+    std::memcpy((*r)->untyped_data(), src + off, n);
+    off += n;
+  }
+  if (off != packed.size_bytes())
+    return ffi::Error::InvalidArgument("mxjax: the leaves do not fill the buffer");
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MxjaxUnpack, Unpack,
+                              ffi::Ffi::Bind().Arg<ffi::AnyBuffer>().RemainingRets());

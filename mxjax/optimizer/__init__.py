@@ -28,6 +28,7 @@ from ._ftrl import ftrl as ftrl
 from ._groupadagrad import groupadagrad as groupadagrad
 from ._lamb import lamb as lamb
 from ._multi import MultiSlots as MultiSlots
+from ._packed import Packed as Packed
 from ._lans import lans as lans
 from ._lars import lars as lars
 from ._lbsgd import lbsgd as lbsgd

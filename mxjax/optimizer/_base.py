@@ -46,6 +46,7 @@ import numpy as np
 
 from .._names import path_name
 from .._typing import Grads, Params, PyTree, Schedule
+from ._packed import Layout, Packed
 
 LOW_PRECISION = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
 
@@ -169,6 +170,12 @@ class Common(TypedDict, total=False):
     multi_tensor: bool
 
 
+def _no_packing(params: Params) -> Packed:
+    raise NotImplementedError(
+        "this optimizer was not built by from_rule() and cannot pack parameters"
+    )
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Optimizer:
     """A pure optimizer: ``state = opt.init(params)``,
@@ -184,6 +191,9 @@ class Optimizer:
       name: the MXNet registry name (``"custom"`` for user optimizers).
       hyperparams: the arguments the optimizer was created with.
       rule: the :class:`Rule` it was built from, if any.
+      pack: ``params -> Packed``: the leaves in flat buffers, one per group of the
+        multi-tensor layout (:mod:`mxjax.optimizer._packed`); ``init`` and ``update``
+        accept the result in place of ``params`` (and of ``grads``).
     """
 
     init: Callable[[Params], PyTree]
@@ -191,6 +201,7 @@ class Optimizer:
     name: str = "custom"
     hyperparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     rule: Rule | None = None
+    pack: Callable[[Params], Packed] = _no_packing
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparams.items())
@@ -495,15 +506,19 @@ def needs_values(rule: Rule, info: _Leaf) -> bool:
     return rule.init_slots is not None or info.master
 
 
-def _check_update_trees(
-    names: list[str], treedef: Any, p_leaves: list, grads: Grads, state: Any
-) -> list:
-    """Trace-time checks; returns the grads' leaves."""
+def _check_state(state: Any) -> None:
     if not isinstance(state, OptState):
         raise TypeError(
             f"state must be the OptState returned by this optimizer's init, got "
             f"{type(state).__name__}"
         )
+
+
+def _check_update_trees(
+    names: list[str], treedef: Any, p_leaves: list, grads: Grads, state: Any
+) -> list:
+    """Trace-time checks; returns the grads' leaves."""
+    _check_state(state)
     g_flat, g_def = jax.tree_util.tree_flatten(grads)
     if g_def != treedef:
         raise ValueError(
@@ -661,6 +676,10 @@ class _PerLeaf:
         slots = [_init_leaf(self.rule, i, w) for i, w in zip(infos, leaves)]
         return jax.tree_util.tree_unflatten(treedef, slots)
 
+    def fits(self, infos: list[_Leaf], layout: Layout) -> bool:
+        """Packed parameters never fit per-leaf slots: they are unpacked to update."""
+        return False
+
     def check(self, infos: list[_Leaf], leaves: list, treedef: Any, slots: PyTree) -> None:
         for info, w, s in zip(infos, leaves, _slots_per_leaf(treedef, slots)):
             _check_slots(self.rule, info, w, s)
@@ -724,9 +743,33 @@ def from_rule(
         _PerLeaf(rule, cfg)
     )
 
-    def init(params: Params) -> OptState:
+    def fits(packed: Packed, infos: list[_Leaf]) -> bool:
+        return layout.fits(infos, packed.layout)
+
+    def pack(params: Params) -> Packed:
+        from ._multi import plan  # the multi-tensor layout builds on this module
+
+        if isinstance(params, Packed):
+            raise TypeError("params are packed already")
         names, leaves, treedef = _flatten_named(params, "params")
         infos = _leaf_info(rule, cfg, names, leaves)
+        groups = [gr.members for gr in plan(infos, leaves)]
+        return Layout.of(params, groups).pack(params, "params")
+
+    def init(params: Params) -> OptState:
+        values = None
+        if isinstance(params, Packed):
+            lay = params.layout
+            names, treedef = list(lay.names), lay.treedef
+            # empty leaves (in no buffer) get per-leaf slots: their (empty) values
+            leaves = [jnp.zeros(s.shape, s.dtype) if s.size == 0 else s for s in lay.structs]
+            infos = _leaf_info(rule, cfg, names, leaves)
+            if not fits(params, infos):
+                return init(params.unpack())
+            values = params.buffers
+        else:
+            names, leaves, treedef = _flatten_named(params, "params")
+            infos = _leaf_info(rule, cfg, names, leaves)
         for info in infos:
             if info.dtype in LOW_PRECISION and not info.master:
                 warnings.warn(
@@ -736,17 +779,34 @@ def from_rule(
                     UserWarning,
                     stacklevel=2,
                 )
+        slots = (
+            layout.init(infos, leaves, treedef)
+            if values is None
+            else layout.init(infos, leaves, treedef, values)
+        )
         return OptState(
             count=jnp.asarray(cfg.begin_num_update, jnp.int32),
-            slots=layout.init(infos, leaves, treedef),
+            slots=slots,
             extra=None if rule.init_extra is None else rule.init_extra(),
             skipped=jnp.zeros((), jnp.int32),
         )
 
     def update(grads: Grads, state: OptState, params: Params) -> tuple[Params, OptState]:
-        names, p_leaves, treedef = _flatten_named(params, "params")
-        infos = _leaf_info(rule, cfg, names, p_leaves)
-        g_leaves = _check_update_trees(names, treedef, p_leaves, grads, state)
+        packed = isinstance(params, Packed)
+        if packed:
+            lay = params.layout
+            grads = lay.accept(grads)
+            names, p_leaves, treedef = list(lay.names), lay.structs, lay.treedef
+            infos = _leaf_info(rule, cfg, names, p_leaves)
+            if not fits(params, infos):  # leaf by leaf, packed again
+                new_params, new_state = update(grads.unpack(), state, params.unpack())
+                return lay.pack(new_params, "params"), new_state
+            _check_state(state)
+            g_leaves = list(grads.buffers)
+        else:
+            names, p_leaves, treedef = _flatten_named(params, "params")
+            infos = _leaf_info(rule, cfg, names, p_leaves)
+            g_leaves = _check_update_trees(names, treedef, p_leaves, grads, state)
         layout.check(infos, p_leaves, treedef, state.slots)
         _check_extra(rule, state.extra)
 
@@ -757,11 +817,18 @@ def from_rule(
             if rule.prepare is None
             else rule.prepare(state.extra, t, lr, len(p_leaves))
         )
-        new_params, new_slots = layout.step(
-            infos, p_leaves, g_leaves, treedef, state.slots, t=t, lr=lr, extra=step_extra
-        )
+        kw = dict(t=t, lr=lr, extra=step_extra)
+        if packed:
+            new_bufs, new_slots = layout.step_packed(
+                infos, lay, params.buffers, grads.buffers, state.slots, **kw
+            )
+            new_params = Packed(new_bufs, lay)
+        else:
+            new_leaves, new_slots = layout.step(
+                infos, p_leaves, g_leaves, treedef, state.slots, **kw
+            )
+            new_params = jax.tree_util.tree_unflatten(treedef, new_leaves)
         new_state = OptState(count=t, slots=new_slots, extra=new_extra, skipped=state.skipped)
-        new_params = jax.tree_util.tree_unflatten(treedef, new_params)
         if cfg.skip_nonfinite:
             ok = _all_finite(g_leaves)
             keep = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
@@ -776,7 +843,9 @@ def from_rule(
     if learning_rate is not None:
         hp.setdefault("learning_rate", learning_rate)
     hp.update(common)
-    return Optimizer(init=init, update=update, name=name, hyperparams=hp, rule=rule)
+    return Optimizer(
+        init=init, update=update, name=name, hyperparams=hp, rule=rule, pack=pack
+    )
 
 
 def jit_update(opt: Optimizer, *, donate: bool = True) -> Callable[..., Any]:

@@ -536,6 +536,42 @@ def compile_group(
     return Program(code, uniforms, host)
 
 
+def _call(
+    program: Program,
+    rows: slice,
+    ws: list,
+    gs: list,
+    slots: tuple,
+    sizes: Sequence[int],
+    slot_base: int,
+    packed: bool,
+) -> tuple[list, tuple]:
+    k, s = len(ws), len(slots)
+    call = jax.ffi.ffi_call(
+        _kernels.TARGET,
+        [jax.ShapeDtypeStruct(jnp.shape(w), jnp.float32) for w in ws]
+        + [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in slots],
+        input_output_aliases={
+            **{2 + i: i for i in range(k)},
+            **{2 + 2 * k + j: k + j for j in range(s)},
+        },
+        vmap_method="sequential",
+    )
+    out = call(
+        program.uniforms,
+        program.per_leaf[rows],
+        *ws,
+        *gs,
+        *slots,
+        program=program.code,
+        n_leaves=np.int64(len(sizes)),
+        slot_base=np.int64(slot_base),
+        sizes=np.asarray(sizes, np.int64),
+        packed=np.int64(packed),
+    )
+    return list(out[:k]), tuple(out[k:])
+
+
 def run_group(
     program: Program, weights: list, grads: list, slots: Sequence[jax.Array]
 ) -> tuple[list, tuple[jax.Array, ...]]:
@@ -545,28 +581,25 @@ def run_group(
     base = 0
     for lo in range(0, len(weights), CHUNK_LEAVES):
         ws, gs = weights[lo : lo + CHUNK_LEAVES], grads[lo : lo + CHUNK_LEAVES]
-        k, s = len(ws), len(slots)
-        call = jax.ffi.ffi_call(
-            _kernels.TARGET,
-            [jax.ShapeDtypeStruct(jnp.shape(w), jnp.float32) for w in ws]
-            + [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in slots],
-            input_output_aliases={
-                **{2 + i: i for i in range(k)},
-                **{2 + 2 * k + j: k + j for j in range(s)},
-            },
-            vmap_method="sequential",
+        sizes = [int(np.prod(jnp.shape(w))) for w in ws]
+        out, slots = _call(
+            program, slice(lo, lo + len(ws)), ws, gs, slots, sizes, base, False
         )
-        out = call(
-            program.uniforms,
-            program.per_leaf[lo : lo + k],
-            *ws,
-            *gs,
-            *slots,
-            program=program.code,
-            n_leaves=np.int64(k),
-            slot_base=np.int64(base),
-        )
-        new_w += out[:k]
-        slots = tuple(out[k:])
-        base += sum(int(np.prod(jnp.shape(w))) for w in ws)
+        new_w += out
+        base += sum(sizes)
     return new_w, slots
+
+
+def run_packed(
+    program: Program,
+    weights: jax.Array,
+    grads: jax.Array,
+    slots: Sequence[jax.Array],
+    sizes: Sequence[int],
+) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+    """One group's step through one custom call, its leaves (of ``sizes``) lying back to
+    back in ``weights`` and ``grads``; returns the new weights and slot buffers."""
+    out, slots = _call(
+        program, slice(None), [weights], [grads], tuple(slots), sizes, 0, True
+    )
+    return out[0], slots

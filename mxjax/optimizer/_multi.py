@@ -35,6 +35,7 @@ for every eligible optimizer, and by the MXNet parity replay).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -53,7 +54,8 @@ from ._base import (
     apply_rule,
     needs_values,
 )
-from ._fused import compile_group, run_group
+from ._fused import compile_group, run_group, run_packed
+from ._packed import Layout
 
 _MAX_GROUP = 2**31 - 1  # elements in one flat buffer
 
@@ -120,7 +122,10 @@ class MultiTensor:
     def __init__(self, rule: Rule, cfg: _Config):
         self.rule, self.cfg = rule, cfg
 
-    def init(self, infos: list[_Leaf], leaves: list, treedef: Any) -> MultiSlots:
+    def init(
+        self, infos: list[_Leaf], leaves: list, treedef: Any, values: Sequence | None = None
+    ) -> MultiSlots:
+        """``values``: the groups' weights already flat (a :class:`Packed`'s buffers)."""
         groups = plan(infos, leaves)
         grouped = {j for gr in groups for j in gr.members}
         per_leaf = [
@@ -128,9 +133,13 @@ class MultiTensor:
             for j, (info, w) in enumerate(zip(infos, leaves))
         ]
         flat = []
-        for gr in groups:
+        for k, gr in enumerate(groups):
             if needs_values(self.rule, gr.info):
-                w = _concat([leaves[j] for j in gr.members], gr.shape)
+                w = (
+                    _concat([leaves[j] for j in gr.members], gr.shape)
+                    if values is None
+                    else jnp.reshape(values[k], gr.shape)
+                )
             else:  # zeros: no concatenation (XLA takes seconds to compile 2,000 operands)
                 w = jax.ShapeDtypeStruct(gr.shape, gr.info.dtype)
             flat.append(_init_leaf(self.rule, gr.info, w))
@@ -182,9 +191,28 @@ class MultiTensor:
         gs: list,
         flat: tuple,
         kw: dict,
+        shapes: list[tuple[int, ...]] | None = None,
     ) -> tuple[list, tuple]:
         """One group through XLA: on the concatenation, or leaf by leaf on slices of the
-        flat state for a rule with per-leaf scalars. Returns new weights and slots."""
+        flat state for a rule with per-leaf scalars. Returns new weights and slots.
+        ``shapes``: the leaves' shapes when ``ws`` and ``gs`` are one packed buffer each
+        (returns one new buffer)."""
+        if shapes is not None:
+            if self.rule.elementwise:
+                w = None if gr.info.master else jnp.reshape(ws[0], gr.shape)
+                w_new, s_new = apply_rule(
+                    self.rule, self.cfg, gr.info, w, jnp.reshape(gs[0], gr.shape), flat,
+                    index=-1, num_leaves=n, **kw,
+                )
+                return [jnp.reshape(w_new, -1)], tuple(s_new)
+            sizes = [int(np.prod(sh, dtype=np.int64)) for sh in shapes]
+            split = lambda x: [  # noqa: E731
+                p.reshape(sh) for p, sh in zip(lax.split(x, sizes), shapes)
+            ]
+            new_w, s_new = self._xla_group(
+                gr, infos, n, split(ws[0]), split(gs[0]), flat, kw
+            )
+            return [jnp.concatenate([jnp.reshape(w, -1) for w in new_w])], s_new
         sizes = [_size(w) for w in ws]
         if not self.rule.elementwise:
             new_w, pieces, start = [], [[] for _ in flat], 0
@@ -243,11 +271,13 @@ class MultiTensor:
         gs: list,
         flat: tuple,
         kw: dict,
+        shapes: list[tuple[int, ...]] | None = None,
     ) -> tuple[list, tuple]:
         """One group: the custom call where it can run it (its JVP is the XLA path's, so
-        a step stays differentiable), else XLA."""
+        a step stays differentiable), else XLA. With ``shapes``, ``ws`` and ``gs`` are
+        one packed buffer each, holding leaves of those shapes."""
         xla = lambda ws, gs, flat, kw: self._xla_group(  # noqa: E731
-            gr, infos, n, ws, gs, flat, kw
+            gr, infos, n, ws, gs, flat, kw, shapes
         )
 
         @jax.custom_jvp
@@ -257,7 +287,11 @@ class MultiTensor:
             )
             if program is None:
                 return xla(ws, gs, flat, kw)
-            return run_group(program, ws, gs, flat)
+            if shapes is None:
+                return run_group(program, ws, gs, flat)
+            sizes = [int(np.prod(sh, dtype=np.int64)) for sh in shapes]
+            w_new, s_new = run_packed(program, ws[0], gs[0], flat, sizes)
+            return [w_new], s_new
 
         fused.defjvp(lambda primals, tangents: jax.jvp(xla, primals, tangents))
         return fused(ws, gs, tuple(flat), kw)
@@ -298,3 +332,32 @@ class MultiTensor:
                 )
         leaves = jax.tree_util.tree_unflatten(treedef, new_leaf_slots)
         return new_params, slots._replace(leaves=leaves, groups=tuple(new_groups))
+
+    def fits(self, infos: list[_Leaf], layout: Layout) -> bool:
+        """Whether ``layout``'s buffers are this optimizer's groups."""
+        groups = plan(infos, layout.structs)
+        return layout.groups == tuple(gr.members for gr in groups)
+
+    def step_packed(
+        self,
+        infos: list[_Leaf],
+        layout: Layout,
+        buffers: Sequence,
+        g_buffers: Sequence,
+        slots: MultiSlots,
+        **kw: Any,
+    ) -> tuple[list, MultiSlots]:
+        """:meth:`step` on packed weights and gradients (a layout that :meth:`fits`):
+        one program per group over its whole buffer. Returns the new buffers. Empty
+        leaves (in no buffer) keep their (empty) slots."""
+        n = len(infos)
+        groups = plan(infos, layout.structs)
+        new_buffers, new_groups = [], []
+        for k, gr in enumerate(groups):
+            shapes = [layout.shapes[j] for j in gr.members]
+            ws, s_new = self._group(
+                gr, infos, n, [buffers[k]], [g_buffers[k]], slots.groups[k], kw, shapes
+            )
+            new_buffers.append(ws[0])
+            new_groups.append(tuple(s_new))
+        return new_buffers, slots._replace(groups=tuple(new_groups))
