@@ -82,7 +82,7 @@ def optax_opt(name):
     }[name]()
 
 
-IMPLS = ("mxjax", "mxjax-mt", "optax")
+IMPLS = ("mxjax", "mxjax-mt", "mxjax-packed", "optax")
 TORCH_IMPLS = ("torch-fused", "torch-foreach")
 # PyTorch's optimizers with a fused CPU kernel; LAMB is not in torch.optim.
 TORCH_FUSED = {"sgd", "adam", "adagrad"}
@@ -127,18 +127,22 @@ class TorchCase:
         return Case.summary(self)
 
 
-def build(impl, name, params):
-    """(jitted step(params, state, grads) -> (params, state), initial state)."""
-    if impl in ("mxjax", "mxjax-mt"):
-        opt = mxjax_opt(name, multi_tensor=impl == "mxjax-mt")
-        return mx.optimizer.jit_update(opt), opt.init(params), "update"
+def build(impl, name, params, grads):
+    """(jitted step, initial state, argument order, params, grads): mxjax-packed steps
+    the params and grads packed by ``opt.pack``."""
+    if impl.startswith("mxjax"):
+        opt = mxjax_opt(name, multi_tensor=impl != "mxjax")
+        if impl == "mxjax-packed":
+            params, grads = opt.pack(params), opt.pack(grads)
+        return mx.optimizer.jit_update(opt), opt.init(params), "update", params, grads
     tx = optax_opt(name)
 
     def step(p, s, g):
         u, s = tx.update(g, s, p)
         return optax.apply_updates(p, u), s
 
-    return jax.jit(step, donate_argnums=(0, 1)), tx.init(params), "params-first"
+    step = jax.jit(step, donate_argnums=(0, 1))
+    return step, tx.init(params), "params-first", params, grads
 
 
 def tree_bytes(t) -> int:
@@ -163,9 +167,9 @@ class Case:
         self.impl, self.name, self.workload = impl, name, workload
         shapes = WORKLOADS[workload]()
         self.n = sum(int(jnp.prod(jnp.array(s))) for s in shapes)
-        self.params = make_tree(shapes, 0)
-        self.grads = make_tree(shapes, 1)
-        step, state, self.order = build(impl, name, self.params)
+        step, state, self.order, self.params, self.grads = build(
+            impl, name, make_tree(shapes, 0), make_tree(shapes, 1)
+        )
         t = time.perf_counter()
         if self.order == "update":
             compiled = step.lower(self.grads, state, self.params).compile()
@@ -226,31 +230,34 @@ def main():
             for _ in range(rounds):  # interleaved
                 for c in every:
                     c.run(steps)
-            (mxm, mxs, mxd), (mtm, mts, mtd), (om, os_, od) = (c.summary() for c in cases)
+            summ = [c.summary() for c in cases]
+            (mxm, _, _), (mtm, _, _), (pm, _, _), (om, _, _) = summ
             tor = [None if c is None else c.summary() for c in torch_cases]
             fmt = lambda r: "—" if r is None else f"{r[0] * 1e3:.2f} ±{r[1]:.0%}"  # noqa: E731
-            ratio = lambda r: "—" if r is None else f"{mtm / r[0]:.2f}"  # noqa: E731
-            best = min(mxm, mtm)
+            ratio = lambda t, r: "—" if r is None else f"{t / r[0]:.2f}"  # noqa: E731
+            best = min(mxm, mtm, pm)
             gbs = BYTES[name] * cases[0].n / best / 1e9
             rows.append(
-                f"| {name} | {wl} | {mxm * 1e3:.2f} ±{mxs:.0%} | {mtm * 1e3:.2f} ±{mts:.0%} "
-                f"| {om * 1e3:.2f} ±{os_:.0%} | {fmt(tor[0])} | {fmt(tor[1])} "
-                f"| {mxm / om:.2f} | {mtm / om:.2f} | {ratio(tor[0])} "
-                f"| {mtm / cases[0].n * 1e9:.2f} | {gbs:.1f} | {gbs / bw:.0%} | "
+                f"| {name} | {wl} | "
+                + " | ".join(fmt(r) for r in [*summ, *tor])
+                + f" | {mxm / om:.2f} | {mtm / om:.2f} | {pm / om:.2f} "
+                f"| {ratio(mtm, tor[0])} | {ratio(pm, tor[0])} "
+                f"| {mtm / cases[0].n * 1e9:.2f} | {pm / cases[0].n * 1e9:.2f} "
+                f"| {gbs:.1f} | {gbs / bw:.0%} | "
                 + " / ".join(f"{c.compile_s:.2f}" for c in cases)
                 + " | "
                 + " / ".join(f"{c.mem_ratio:.2f}" for c in cases)
-                + f" | {mxd + mtd + od + sum(r[2] for r in tor if r)} |"
+                + f" | {sum(r[2] for r in [*summ, *tor] if r)} |"
             )
             print(rows[-1], flush=True)
             del cases
     header = (
-        "| optimizer | workload | mxjax step ms | mxjax-mt step ms | optax step ms "
-        "| torch fused ms | torch foreach ms "
-        "| mxjax/optax | mxjax-mt/optax | mxjax-mt/torch fused | mxjax-mt ns/param "
-        "| best mxjax GB/s | % of a+=sb "
-        "| compile s (mxjax / mt / optax) | mem (mxjax / mt / optax) | dropped rounds |\n|"
-        + "---|" * 16
+        "| optimizer | workload | mxjax step ms | mxjax-mt step ms | mxjax-packed step ms "
+        "| optax step ms | torch fused ms | torch foreach ms "
+        "| mxjax/optax | mt/optax | packed/optax | mt/torch fused | packed/torch fused "
+        "| mt ns/param | packed ns/param | best mxjax GB/s | % of a+=sb "
+        "| compile s (mxjax / mt / packed / optax) | mem (mxjax / mt / packed / optax) "
+        "| dropped rounds |\n|" + "---|" * 20
     )
     machine = (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -262,8 +269,9 @@ def main():
         "# Optimizer step benchmark\n\n"
         f"Machine: {machine}.\n\n"
         "mxjax through `mx.optimizer.jit_update` (donated, params first), with the "
-        "default per-leaf state and with `multi_tensor=True` (mxjax-mt: on the CPU, the "
-        "custom call of `mxjax/_kernels`); optax through "
+        "default per-leaf state, with `multi_tensor=True` (mt: on the CPU, the "
+        "custom call of `mxjax/_kernels`), and with `multi_tensor=True` on parameters "
+        "and gradients packed by `opt.pack` (packed: one buffer per group); optax through "
         "`jax.jit` of `update` + `apply_updates` donated params-first (its best case); "
         "PyTorch's `step()` with `fused=True` / `foreach=True` where it has them. "
         "`mem` is (params + grads + state + the compiled step's temporaries) / (params + "

@@ -43,14 +43,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .._typing import PyTree
 from ._base import (
     Rule,
     _Config,
     _expected_slots,
     _init_leaf,
     _Leaf,
-    _slots_per_leaf,
     apply_rule,
     needs_values,
 )
@@ -60,16 +58,41 @@ from ._packed import Layout
 _MAX_GROUP = 2**31 - 1  # elements in one flat buffer
 
 
+@jax.tree_util.register_pytree_node_class
+class Ungrouped:
+    """``state.slots.leaves`` under ``multi_tensor=True``.
+
+    Attributes:
+      slots: the slot tuples of the leaves in no group (empty leaves), in tree order.
+      layout: (static) the :class:`~mxjax.optimizer._packed.Layout` of the parameters
+        the state was made for: updates check it, once per trace. (A tree of ``()``
+        per grouped leaf would cost JAX a sort of every name on every call.)
+    """
+
+    def __init__(self, slots: Sequence, layout: Layout):
+        self.slots = tuple(slots)
+        self.layout = layout
+
+    def tree_flatten(self) -> tuple[tuple, Layout]:
+        return (self.slots,), self.layout
+
+    @classmethod
+    def tree_unflatten(cls, layout: Layout, children: Sequence) -> Ungrouped:
+        return cls(children[0], layout)
+
+    def __repr__(self) -> str:
+        return f"Ungrouped({self.slots!r}, {len(self.layout.names)} leaves)"
+
+
 class MultiSlots(NamedTuple):
     """``state.slots`` under ``multi_tensor=True``.
 
     Attributes:
-      leaves: a tree with the params' structure: each ungrouped leaf's slot tuple (an
-        empty leaf's), ``()`` for a leaf that belongs to a group.
+      leaves: the ungrouped leaves' slots and the parameters' layout (:class:`Ungrouped`).
       groups: per group, its flat slot buffers (master copy last), members in tree order.
     """
 
-    leaves: PyTree
+    leaves: Ungrouped
     groups: tuple[tuple[jax.Array, ...], ...]
 
 
@@ -112,6 +135,35 @@ def plan(infos: list[_Leaf], leaves: list) -> list[_Group]:
     return groups
 
 
+def _layout(groups: list[_Group], leaves: list, treedef: Any) -> Layout:
+    tree = jax.tree_util.tree_unflatten(treedef, leaves)
+    return Layout.of(tree, [gr.members for gr in groups])
+
+
+def _check_same_tree(have: Layout, want: Layout) -> None:
+    """Names the first difference between the state's parameters and these."""
+    if have == want:
+        return
+    for name, a, b in (
+        ("names", have.names, want.names),
+        ("shapes", have.shapes, want.shapes),
+        ("dtypes", have.dtypes, want.dtypes),
+    ):
+        if a != b:
+            diff = (i for i, (x, y) in enumerate(zip(a, b)) if x != y)
+            k = next(diff, min(len(a), len(b)))
+            raise ValueError(
+                f"state.slots was made by init() on other parameters: their {name} "
+                f"differ at leaf {k} ({len(a)} leaves: "
+                f"{a[k] if k < len(a) else 'none'!r}; these {len(b)}: "
+                f"{b[k] if k < len(b) else 'none'!r})"
+            )
+    raise ValueError(
+        "state.slots was made by init() on another parameter tree or for another "
+        "grouping (lr_mult, wd_mult, multi_precision)"
+    )
+
+
 def _concat(xs: list, shape: tuple[int, ...]) -> jax.Array:
     return jnp.concatenate([jnp.reshape(x, -1) for x in xs]).reshape(shape)
 
@@ -128,10 +180,14 @@ class MultiTensor:
         """``values``: the groups' weights already flat (a :class:`Packed`'s buffers)."""
         groups = plan(infos, leaves)
         grouped = {j for gr in groups for j in gr.members}
-        per_leaf = [
-            () if j in grouped else _init_leaf(self.rule, info, w)
-            for j, (info, w) in enumerate(zip(infos, leaves))
-        ]
+        ungrouped = Ungrouped(
+            [
+                _init_leaf(self.rule, info, w)
+                for j, (info, w) in enumerate(zip(infos, leaves))
+                if j not in grouped
+            ],
+            _layout(groups, leaves, treedef),
+        )
         flat = []
         for k, gr in enumerate(groups):
             if needs_values(self.rule, gr.info):
@@ -143,7 +199,7 @@ class MultiTensor:
             else:  # zeros: no concatenation (XLA takes seconds to compile 2,000 operands)
                 w = jax.ShapeDtypeStruct(gr.shape, gr.info.dtype)
             flat.append(_init_leaf(self.rule, gr.info, w))
-        return MultiSlots(jax.tree_util.tree_unflatten(treedef, per_leaf), tuple(flat))
+        return MultiSlots(ungrouped, tuple(flat))
 
     def _expected(self, infos: list[_Leaf], leaves: list, treedef: Any) -> MultiSlots:
         """What :meth:`init` makes, as shapes (without tracing it: fast for many leaves)."""
@@ -153,19 +209,23 @@ class MultiTensor:
         )
         groups = plan(infos, leaves)
         grouped = {j for gr in groups for j in gr.members}
-        per_leaf = [
-            () if j in grouped else spec(info, tuple(jnp.shape(w)), jnp.result_type(w))
-            for j, (info, w) in enumerate(zip(infos, leaves))
-        ]
+        ungrouped = Ungrouped(
+            [
+                spec(info, tuple(jnp.shape(w)), jnp.result_type(w))
+                for j, (info, w) in enumerate(zip(infos, leaves))
+                if j not in grouped
+            ],
+            _layout(groups, leaves, treedef),
+        )
         flat = tuple(spec(gr.info, gr.shape, gr.info.dtype) for gr in groups)
-        return MultiSlots(jax.tree_util.tree_unflatten(treedef, per_leaf), flat)
+        return MultiSlots(ungrouped, flat)
 
     def check(self, infos: list[_Leaf], leaves: list, treedef: Any, slots: Any) -> None:
         want = self._expected(infos, leaves, treedef)
         aval = lambda x: (tuple(jnp.shape(x)), str(jnp.result_type(x)))  # noqa: E731
-        ok = isinstance(slots, MultiSlots)
+        ok = isinstance(slots, MultiSlots) and isinstance(slots.leaves, Ungrouped)
         if ok:
-            _slots_per_leaf(treedef, slots.leaves)  # names a tree mismatch
+            _check_same_tree(slots.leaves.layout, want.leaves.layout)
             try:
                 ok = jax.tree.structure(slots) == jax.tree.structure(want) and all(
                     aval(a) == aval(b)
@@ -308,7 +368,6 @@ class MultiTensor:
         n = len(p_leaves)
         groups = plan(infos, p_leaves)
         new_params: list = [None] * n
-        new_leaf_slots = list(_slots_per_leaf(treedef, slots.leaves))
         new_groups = []
         for k, gr in enumerate(groups):
             ws, s_new = self._group(
@@ -323,14 +382,22 @@ class MultiTensor:
             for j, w_new in zip(gr.members, ws):
                 new_params[j] = w_new
             new_groups.append(tuple(s_new))
-        for j, (info, w, g, s) in enumerate(
-            zip(infos, p_leaves, g_leaves, new_leaf_slots)
-        ):
-            if new_params[j] is None:
-                new_params[j], new_leaf_slots[j] = apply_rule(
-                    self.rule, self.cfg, info, w, g, s, index=j, num_leaves=n, **kw
-                )
-        leaves = jax.tree_util.tree_unflatten(treedef, new_leaf_slots)
+        ungrouped = [j for j in range(n) if new_params[j] is None]
+        new_ungrouped = []
+        for j, s in zip(ungrouped, slots.leaves.slots, strict=True):
+            new_params[j], s_new = apply_rule(
+                self.rule,
+                self.cfg,
+                infos[j],
+                p_leaves[j],
+                g_leaves[j],
+                s,
+                index=j,
+                num_leaves=n,
+                **kw,
+            )
+            new_ungrouped.append(s_new)
+        leaves = Ungrouped(new_ungrouped, slots.leaves.layout)
         return new_params, slots._replace(leaves=leaves, groups=tuple(new_groups))
 
     def fits(self, infos: list[_Leaf], layout: Layout) -> bool:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,7 +44,10 @@ from .._names import path_name
 from .._typing import PyTree
 
 
-@dataclasses.dataclass(frozen=True)
+_LAYOUTS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class Layout:
     """Where each leaf of a tree lies in a :class:`Packed`'s buffers (static).
 
@@ -61,17 +65,40 @@ class Layout:
     shapes: tuple[tuple[int, ...], ...]
     dtypes: tuple[str, ...]
     groups: tuple[tuple[int, ...], ...]
+    _hash: int = dataclasses.field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # jit hashes a Packed's (and a multi-tensor state's) layout on every call
+        object.__setattr__(self, "_hash", hash(self._fields()))
+
+    def _fields(self) -> tuple:
+        return (self.treedef, self.names, self.shapes, self.dtypes, self.groups)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        return (
+            isinstance(other, Layout)
+            and self._hash == other._hash
+            and self._fields() == other._fields()
+        )
 
     @classmethod
     def of(cls, tree: PyTree, groups: Sequence[Sequence[int]]) -> Layout:
         flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
-        return cls(
+        layout = cls(
             treedef,
             tuple(path_name(p) for p, _ in flat),
             tuple(tuple(int(d) for d in jnp.shape(x)) for _, x in flat),
-            tuple(str(jnp.result_type(x)) for _, x in flat),
+            tuple(str(jnp.dtype(x.dtype)) for _, x in flat),
             tuple(tuple(int(j) for j in g) for g in groups),
         )
+        # one object per layout: jit compares a state's or a Packed's layout on every
+        # call, and identical objects compare at once
+        return _LAYOUTS.setdefault(layout._fields(), layout)
 
     @property
     def structs(self) -> list[jax.ShapeDtypeStruct]:

@@ -209,3 +209,13 @@ def test_an_optimizer_from_optax_cannot_pack() -> None:
     opt = mx.adapters.from_optax(optax.sgd(0.1))
     with pytest.raises(NotImplementedError, match="cannot pack"):
         opt.pack(tree())
+
+
+def test_a_state_for_other_parameters_is_refused_by_name() -> None:
+    opt = mx.optimizer.adam(multi_tensor=True)
+    state = opt.init({"a": jnp.zeros(3), "b": jnp.zeros(4)})
+    other = {"a": jnp.zeros(3), "c": jnp.zeros(4)}  # same groups, other names
+    with pytest.raises(ValueError, match="names differ at leaf 1.*'b'.*'c'"):
+        opt.update(other, state, other)
+    with pytest.raises(ValueError, match="names differ at leaf 1"):
+        opt.update(opt.pack(other), state, opt.pack(other))
