@@ -33,3 +33,23 @@ def test_readme_optimizer_table_lists_every_registered_optimizer():
     table = text[text.index("### Optimizers") : text.index("`[Qn]` refers")]
     missing = [n for n in mx.optimizer.names() if f"`{n}`" not in table]
     assert not missing
+
+
+def test_readme_packed_example_runs_and_equals_the_unpacked_step():
+    import jax
+
+    import mxjax as mx
+
+    block = next(b for b in readme_blocks() if "opt.pack(params)" in b)
+    params = {"fc_weight": jnp.linspace(-1.0, 1.0, 12).reshape(3, 4), "fc_bias": jnp.ones(3)}
+    batch = jnp.arange(4.0)
+
+    def loss(p, x):
+        return jnp.sum(jnp.tanh(p["fc_weight"] @ x + p["fc_bias"]) ** 2)
+
+    ns = {"mx": mx, "jax": jax, "params": params, "loss": loss, "batch": batch}
+    exec(block, ns)  # noqa: S102 - our own README
+    opt = mx.optimizer.create("adam", learning_rate=1e-3, multi_tensor=True)
+    want, _ = opt.update(jax.grad(loss)(params, batch), opt.init(params), params)
+    for k in params:
+        np.testing.assert_array_equal(ns["params"][k], want[k])
