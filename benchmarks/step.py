@@ -212,6 +212,9 @@ def main():
     ap.add_argument("--only", nargs="*", default=list(BYTES))
     ap.add_argument("--workloads", nargs="*", default=list(WORKLOADS))
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument(
+        "--impls", nargs="*", default=list(IMPLS), help="a subset prints its own table"
+    )
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "RESULTS.md"))
     args = ap.parse_args()
@@ -220,7 +223,7 @@ def main():
     rows = []
     for wl in args.workloads:
         for name in args.only:
-            cases = [Case(impl, name, wl) for impl in IMPLS]
+            cases = [Case(impl, name, wl) for impl in args.impls]
             torch_cases = [torch_case(impl, name, wl) for impl in TORCH_IMPLS]
             every = cases + [c for c in torch_cases if c is not None]
             steps = max(3, int(2e8 / (BYTES[name] * cases[0].n)))
@@ -231,10 +234,22 @@ def main():
                 for c in every:
                     c.run(steps)
             summ = [c.summary() for c in cases]
-            (mxm, _, _), (mtm, _, _), (pm, _, _), (om, _, _) = summ
             tor = [None if c is None else c.summary() for c in torch_cases]
             fmt = lambda r: "—" if r is None else f"{r[0] * 1e3:.2f} ±{r[1]:.0%}"  # noqa: E731
             ratio = lambda t, r: "—" if r is None else f"{t / r[0]:.2f}"  # noqa: E731
+            if args.impls != list(IMPLS):  # a subset: times, ns/param, torch ratios
+                rows.append(
+                    f"| {name} | {wl} | "
+                    + " | ".join(
+                        f"{fmt(r)} | {r[0] / c.n * 1e9:.2f} | {ratio(r[0], tor[0])} "
+                        f"| {c.compile_s:.2f}"
+                        for c, r in zip(cases, summ, strict=True)
+                    )
+                    + f" | {fmt(tor[0])} | {fmt(tor[1])} |"
+                )
+                print(rows[-1], flush=True)
+                continue
+            (mxm, _, _), (mtm, _, _), (pm, _, _), (om, _, _) = summ
             best = min(mxm, mtm, pm)
             gbs = BYTES[name] * cases[0].n / best / 1e9
             rows.append(
@@ -259,6 +274,15 @@ def main():
         "| compile s (mxjax / mt / packed / optax) | mem (mxjax / mt / packed / optax) "
         "| dropped rounds |\n|" + "---|" * 20
     )
+    if args.impls != list(IMPLS):
+        cols = "".join(
+            f"| {i} step ms | {i} ns/param | {i}/torch fused | {i} compile s "
+            for i in args.impls
+        )
+        header = (
+            f"| optimizer | workload {cols}| torch fused ms | torch foreach ms |\n|"
+            + "---|" * (4 + 4 * len(args.impls))
+        )
     machine = (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"jax {jax.__version__} ({jax.default_backend()}), optax {optax.__version__}, "

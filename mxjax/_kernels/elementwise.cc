@@ -280,7 +280,8 @@ struct Scratch {
   std::vector<float> blocks;
   std::vector<float*> regs;
   std::vector<float> scalars;  // [n_regs]: the broadcast registers' values, for c.fused
-  int64_t leaf = -1;  // whose per-leaf values are broadcast in the registers
+  int64_t leaf = -1;   // whose per-leaf values are in `scalars` (and the registers)
+  int64_t filled = 0;  // how many elements of each per-leaf register hold them
 
   explicit Scratch(const Call& c) {
     const Program& p = *c.prog;
@@ -295,18 +296,23 @@ struct Scratch {
   }
   float* stage(int32_t o) { return blocks.data() + (regs.size() + o) * kBlock; }
 
-  void Enter(const Call& c, int64_t leaf_index) {
-    if (leaf == leaf_index) return;
-    leaf = leaf_index;
+  // Loads a leaf's per-leaf values into `scalars` and the first `width` elements of
+  // their registers (kBlock for the interpreter, 1 for a scalar phase, 0 for a compiled
+  // loop, which reads `scalars`): thousands of small leaves pay no block fills.
+  void Enter(const Call& c, int64_t leaf_index, int64_t width) {
+    if (leaf == leaf_index && filled >= width) return;
+    if (leaf != leaf_index) {
+      leaf = leaf_index;
+      filled = 0;
+      const Program& p = *c.prog;
+      for (auto& [r, col] : p.leaf_uniforms) scalars[r] = c.ul[leaf * c.n_cols + col];
+      for (int32_t r : p.per_leaf) scalars[r] = c.leaf_vals[leaf * p.n_regs + r];
+    }
+    if (width <= filled) return;
     const Program& p = *c.prog;
-    for (auto& [r, col] : p.leaf_uniforms) {
-      scalars[r] = c.ul[leaf * c.n_cols + col];
-      std::fill_n(regs[r], kBlock, scalars[r]);
-    }
-    for (int32_t r : p.per_leaf) {
-      scalars[r] = c.leaf_vals[leaf * p.n_regs + r];
-      std::fill_n(regs[r], kBlock, scalars[r]);
-    }
+    for (auto& [r, col] : p.leaf_uniforms) std::fill_n(regs[r], width, scalars[r]);
+    for (int32_t r : p.per_leaf) std::fill_n(regs[r], width, scalars[r]);
+    filled = width;
   }
 };
 
@@ -316,7 +322,7 @@ void RunSegment(const Call& c, const Phase& ph, FusedFn fn, bool last, int64_t s
   const Program& p = *c.prog;
   const int32_t S = p.n_slots, fixed = 2 + S;
   const int64_t leaf = c.seg_leaf[seg];
-  sc.Enter(c, leaf);
+  sc.Enter(c, leaf, fn ? 0 : kBlock);
   float* red = const_cast<float*>(c.seg_red.data()) + seg * p.n_regs;
   if (fn) {  // the compiled loop: the whole segment at once
     const int64_t lo = c.seg_lo[seg], j = lo - c.start[leaf], so = c.slot_base + lo;
@@ -474,7 +480,7 @@ ffi::Error Update(ffi::ThreadPool pool, ffi::Span<const int32_t> program,
     if (phase.scalar) {  // once per leaf, on its per-leaf registers
       Scratch sc(c);
       for (int64_t i = 0; i < k; ++i) {
-        sc.Enter(c, i);
+        sc.Enter(c, i, 1);
         RunBlock(phase.code.data(), phase.code.size(), sc.regs.data(), 1, nullptr);
         for (int32_t r : p.per_leaf) c.leaf_vals[i * p.n_regs + r] = sc.regs[r][0];
       }

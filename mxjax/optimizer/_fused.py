@@ -598,8 +598,20 @@ def run_packed(
     sizes: Sequence[int],
 ) -> tuple[jax.Array, tuple[jax.Array, ...]]:
     """One group's step through one custom call, its leaves (of ``sizes``) lying back to
-    back in ``weights`` and ``grads``; returns the new weights and slot buffers."""
-    out, slots = _call(
-        program, slice(None), [weights], [grads], tuple(slots), sizes, 0, True
-    )
+    back in ``weights`` and ``grads``; returns the new weights and slot buffers.
+
+    A program with nothing per leaf (no per-leaf table, no per-leaf registers) computes
+    each element from its own inputs alone: it runs on the buffer as one leaf, with no
+    per-leaf bookkeeping and the same results."""
+    rows = slice(None)
+    if _leaf_independent(program.code):
+        sizes, rows = [sum(sizes)], slice(0, 1)
+    out, slots = _call(program, rows, [weights], [grads], tuple(slots), sizes, 0, True)
     return out[0], slots
+
+
+def _leaf_independent(code: np.ndarray) -> bool:
+    """Whether a program (:func:`_encode`'s layout) has no per-leaf inputs or values."""
+    i = 3 + 2 * int(code[2])  # after the uniforms
+    n_host = int(code[i])
+    return n_host == 0 and int(code[i + 1 + 2 * n_host]) == 0

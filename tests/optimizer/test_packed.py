@@ -219,3 +219,25 @@ def test_a_state_for_other_parameters_is_refused_by_name() -> None:
         opt.update(other, state, other)
     with pytest.raises(ValueError, match="names differ at leaf 1"):
         opt.update(opt.pack(other), state, opt.pack(other))
+
+
+@pytest.mark.parametrize(
+    "name, independent",
+    [("sgd", True), ("adam", True), ("lamb", False), ("nadam", False), ("lans", False)],
+)
+def test_a_program_with_nothing_per_leaf_runs_the_buffer_as_one_leaf(
+    name: str, independent: bool, monkeypatch
+) -> None:
+    calls: list = []
+    run_call = _fused._call
+    monkeypatch.setattr(_fused, "_call", lambda *a: calls.append(a) or run_call(*a))
+    params = sorted_tree()
+    _, want, _ = run(name, True, params, steps=2)
+    _, got, _ = run_packed(name, params, steps=2)
+    leaves_equal(got.unpack(), want)
+    packed_sizes = [
+        a[5] for a in calls if a[7]
+    ]  # (program, rows, ws, gs, slots, sizes, base, packed)
+    assert packed_sizes
+    assert all((len(s) == 1) == independent for s in packed_sizes)
+    assert all(_fused._leaf_independent(a[0].code) == independent for a in calls)
