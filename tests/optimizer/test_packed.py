@@ -241,3 +241,21 @@ def test_a_program_with_nothing_per_leaf_runs_the_buffer_as_one_leaf(
     assert packed_sizes
     assert all((len(s) == 1) == independent for s in packed_sizes)
     assert all(_fused._leaf_independent(a[0].code) == independent for a in calls)
+
+
+def test_checkpoint_of_packed_params_and_their_state(tmp_path) -> None:
+    from mxjax import checkpoint
+
+    params = params_with_empty()
+    opt = make("adam", params)
+    packed = opt.pack(params)
+    state = opt.init(packed)
+    step = jax.jit(opt.update)
+    packed, state = step(grads(params, 0), state, packed)
+    checkpoint.save(tmp_path / "ck.npz", state, packed, optimizer=opt)
+    ck = checkpoint.load(tmp_path / "ck.npz", like_params=packed, optimizer=opt)
+    assert isinstance(ck.params, Packed) and ck.params.layout == packed.layout
+    leaves_equal(ck.state, state)
+    want, _ = step(grads(params, 1), state, packed)
+    got, _ = step(grads(params, 1), ck.state, ck.params)
+    leaves_equal(got, want)
