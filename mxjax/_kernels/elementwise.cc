@@ -382,21 +382,25 @@ void RunSegment(const Call& c, const Phase& ph, FusedFn fn, bool last, int64_t s
 // enough work. Helpers and this thread take items from a counter; this thread only waits
 // for items a helper has started, so a busy pool cannot deadlock it.
 void ParallelFor(ffi::ThreadPool& pool, bool parallel, const Call& c, int64_t n,
-                 const std::function<void(int64_t, Scratch&)>& fn) {
+                 int64_t batch, const std::function<void(int64_t, Scratch&)>& fn) {
   struct Shared {
     std::atomic<int64_t> next{0}, done{0};
   };
   auto sh = std::make_shared<Shared>();
+  // Items are taken `batch` at a time: thousands of small segments would otherwise
+  // spend more time passing the counters between cores than computing.
   // A helper that starts after the last item was taken touches nothing but `sh`.
-  auto work = [&c, n, fn, sh] {
+  auto work = [&c, n, batch, fn, sh] {
     std::unique_ptr<Scratch> sc;
-    for (int64_t k; (k = sh->next.fetch_add(1)) < n;) {
+    for (int64_t k0; (k0 = sh->next.fetch_add(batch)) < n;) {
       if (!sc) sc = std::make_unique<Scratch>(c);
-      fn(k, *sc);
-      sh->done.fetch_add(1, std::memory_order_release);
+      const int64_t k1 = std::min(k0 + batch, n);
+      for (int64_t k = k0; k < k1; ++k) fn(k, *sc);
+      sh->done.fetch_add(k1 - k0, std::memory_order_release);
     }
   };
-  const int64_t helpers = parallel ? std::min<int64_t>(pool.num_threads() - 1, n - 1) : 0;
+  const int64_t helpers =
+      parallel ? std::min<int64_t>(pool.num_threads() - 1, (n - 1) / batch) : 0;
   for (int64_t t = 0; t < helpers; ++t) pool.Schedule(decltype(work)(work));
   work();
   while (sh->done.load(std::memory_order_acquire) < n) std::this_thread::yield();
@@ -475,6 +479,8 @@ ffi::Error Update(ffi::ThreadPool pool, ffi::Span<const int32_t> program,
   const int64_t n_seg = static_cast<int64_t>(c.seg_leaf.size());
   c.leaf_vals.assign(static_cast<size_t>(k) * p.n_regs, 0.0f);
   const bool parallel = total >= kParallelMin;
+  // about kChunk elements per batch of segments (one segment when they are that big)
+  const int64_t batch = std::max<int64_t>(1, kChunk * n_seg / std::max<int64_t>(total, 1));
   for (size_t ph = 0; ph < p.phases.size(); ++ph) {
     const Phase& phase = p.phases[ph];
     if (phase.scalar) {  // once per leaf, on its per-leaf registers
@@ -489,7 +495,8 @@ ffi::Error Update(ffi::ThreadPool pool, ffi::Span<const int32_t> program,
     const bool last = ph + 1 == p.phases.size();
     c.seg_red.assign(last ? 0 : static_cast<size_t>(n_seg) * p.n_regs, 0.0f);
     FusedFn fn = c.fused[ph];
-    ParallelFor(pool, parallel, c, n_seg, [&c, &phase, fn, last](int64_t seg, Scratch& sc) {
+    ParallelFor(pool, parallel, c, n_seg, batch,
+                [&c, &phase, fn, last](int64_t seg, Scratch& sc) {
       RunSegment(c, phase, fn, last, seg, sc);
     });
     if (last) break;
