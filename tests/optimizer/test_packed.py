@@ -19,6 +19,7 @@ from tests.optimizer.test_multi_tensor import (
     kwargs,
     leaves_close,
     leaves_equal,
+    path,  # noqa: F401 - the fixture: the custom call and the XLA path
     run,
     tree,
 )
@@ -57,15 +58,6 @@ def run_packed(name: str, params: dict, steps: int = 3, multi_tensor: bool = Tru
         g = grads(params, k)
         packed, state = step(g if k % 2 else opt.pack(g), state, packed)
     return opt, packed, state
-
-
-@pytest.fixture(params=["custom call", "xla"])
-def path(request, monkeypatch) -> str:
-    if request.param == "xla":
-        monkeypatch.setattr(_fused._kernels, "available", lambda: False)
-    else:
-        assert _fused._kernels.available(), "the kernel library was not built"
-    return request.param
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n != "sgld"])  # SGLD: below
