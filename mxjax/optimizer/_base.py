@@ -743,9 +743,6 @@ def from_rule(
         _PerLeaf(rule, cfg)
     )
 
-    def fits(packed: Packed, infos: list[_Leaf]) -> bool:
-        return layout.fits(infos, packed.layout)
-
     def pack(params: Params) -> Packed:
         from ._multi import plan  # the multi-tensor layout builds on this module
 
@@ -764,7 +761,7 @@ def from_rule(
             # empty leaves (in no buffer) get per-leaf slots: their (empty) values
             leaves = [jnp.zeros(s.shape, s.dtype) if s.size == 0 else s for s in lay.structs]
             infos = _leaf_info(rule, cfg, names, leaves)
-            if not fits(params, infos):
+            if not layout.fits(infos, params.layout):
                 return init(params.unpack())
             values = params.buffers
         else:
@@ -798,7 +795,7 @@ def from_rule(
             grads = lay.accept(grads)
             names, p_leaves, treedef = list(lay.names), lay.structs, lay.treedef
             infos = _leaf_info(rule, cfg, names, p_leaves)
-            if not fits(params, infos):  # leaf by leaf, packed again
+            if not layout.fits(infos, params.layout):  # leaf by leaf, packed again
                 new_params, new_state = update(grads.unpack(), state, params.unpack())
                 return lay.pack(new_params, "params"), new_state
             _check_state(state)

@@ -53,7 +53,7 @@ from ._base import (
     needs_values,
 )
 from ._fused import compile_group, run_group, run_packed
-from ._packed import Layout
+from ._packed import Layout, numels
 
 _MAX_GROUP = 2**31 - 1  # elements in one flat buffer
 
@@ -265,7 +265,7 @@ class MultiTensor:
                     index=-1, num_leaves=n, **kw,
                 )
                 return [jnp.reshape(w_new, -1)], tuple(s_new)
-            sizes = [int(np.prod(sh, dtype=np.int64)) for sh in shapes]
+            sizes = numels(shapes)
             split = lambda x: [  # noqa: E731
                 p.reshape(sh) for p, sh in zip(lax.split(x, sizes), shapes)
             ]
@@ -349,7 +349,7 @@ class MultiTensor:
                 return xla(ws, gs, flat, kw)
             if shapes is None:
                 return run_group(program, ws, gs, flat)
-            sizes = [int(np.prod(sh, dtype=np.int64)) for sh in shapes]
+            sizes = numels(shapes)
             w_new, s_new = run_packed(program, ws[0], gs[0], flat, sizes)
             return [w_new], s_new
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import jax
@@ -42,7 +42,6 @@ from jax import lax
 from .. import _kernels
 from .._names import path_name
 from .._typing import PyTree
-
 
 _LAYOUTS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
@@ -107,9 +106,7 @@ class Layout:
 
     def sizes(self, group: int) -> list[int]:
         """The sizes of the leaves of buffer ``group``, in order."""
-        return [
-            int(np.prod(self.shapes[j], dtype=np.int64)) for j in self.groups[group]
-        ]
+        return numels(self.shapes[j] for j in self.groups[group])
 
     def pack(self, tree: PyTree, what: str = "tree") -> Packed:
         """``tree`` (this layout's structure, shapes and dtypes) laid out in buffers."""
@@ -128,9 +125,9 @@ class Layout:
         return Packed(tuple(_concat([flat[j] for j in m]) for m in self.groups), self)
 
     def unpack(self, buffers: Sequence[jax.Array]) -> PyTree:
-        leaves: list[Any] = [
-            jnp.zeros(s, d) for s, d in zip(self.shapes, self.dtypes)
-        ]  # empty leaves keep these
+        leaves: list[Any] = [  # empty leaves: in no buffer
+            jnp.zeros(s, d) if 0 in s else None for s, d in zip(self.shapes, self.dtypes)
+        ]
         for k, members in enumerate(self.groups):
             sizes = self.sizes(k)
             parts = _split(buffers[k], tuple(sizes)) if len(sizes) > 1 else [buffers[k]]
@@ -149,6 +146,11 @@ class Layout:
                 )
             return grads
         return self.pack(grads, "grads")
+
+
+def numels(shapes: Iterable[tuple[int, ...]]) -> list[int]:
+    """The element count of each shape."""
+    return [int(np.prod(s, dtype=np.int64)) for s in shapes]
 
 
 def _concat(xs: list) -> jax.Array:
