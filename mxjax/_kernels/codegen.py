@@ -174,8 +174,10 @@ def source(code: np.ndarray, phase: int) -> str | None:
         # All inputs of element i are read before any output of element i is written.
         body += [f"      out{o}[i] = r{r};" for o, r in enumerate(outs)]
     lines += [f"  float acc{k}[{_BLOCK}];" for k in range(len(sums))]
-    lines.append(f"  for (int64_t pos = 0; pos < n; pos += {_BLOCK}) {{")
-    lines.append(f"    const int64_t m = n - pos < {_BLOCK} ? n - pos : {_BLOCK};")
+    # Blocks only where there are sums to add in the interpreter's order.
+    block = _BLOCK if sums else "n"
+    lines.append(f"  for (int64_t pos = 0; pos < n; pos += {block}) {{")
+    lines.append(f"    const int64_t m = n - pos < {block} ? n - pos : {block};")
     # out[o][i] may be in[x][i], never another index: no dependence between iterations
     lines.append("#pragma GCC ivdep")
     lines.append("#pragma clang loop vectorize(assume_safety)")

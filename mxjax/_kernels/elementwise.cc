@@ -21,6 +21,12 @@
 // outputs; earlier phases only reduce, and later phases recompute what they need from the
 // inputs, which stay untouched until then.
 //
+// A leaf of at most kChunk elements runs every phase back to back on one thread, so its
+// data is still in cache when a later phase reads it again (LAMB on thousands of small
+// tensors reads memory once, not twice); larger leaves run phase by phase, split into
+// segments of kChunk elements shared by the threads. Both orders give the same bits: a
+// leaf's sums are added segment by segment in order either way.
+//
 // An element phase may also have a compiled loop (mxjax/_kernels/codegen.py writes the
 // phase as C, compiled and registered through MxjaxRegisterFused): the call then runs it
 // on each segment instead of RunBlock, with the same operations, order and bits.
@@ -269,8 +275,9 @@ struct Call {
   std::vector<float*> w_out, s_out;
   std::vector<int64_t> start;  // prefix sums of the leaves' sizes (k + 1 entries)
   int64_t slot_base;
-  // Segments: (leaf, first element, last element + 1), in order, each within one leaf.
+  // Segments of the large leaves: (leaf, first element, last element + 1), in order.
   std::vector<int64_t> seg_leaf, seg_lo, seg_hi;
+  std::vector<int64_t> small;    // the leaves of at most kChunk elements, run whole
   std::vector<float> leaf_vals;  // [k, n_regs]: per-leaf registers
   std::vector<float> seg_red;    // [segments, n_regs]: one phase's partial sums
 };
@@ -280,12 +287,14 @@ struct Scratch {
   std::vector<float> blocks;
   std::vector<float*> regs;
   std::vector<float> scalars;  // [n_regs]: the broadcast registers' values, for c.fused
+  std::vector<float> red;      // [n_regs]: a whole leaf's sums (RunLeaf)
   int64_t leaf = -1;   // whose per-leaf values are in `scalars` (and the registers)
   int64_t filled = 0;  // how many elements of each per-leaf register hold them
 
   explicit Scratch(const Call& c) {
     const Program& p = *c.prog;
     blocks.resize(static_cast<size_t>(p.n_regs + 1 + p.n_slots) * kBlock);
+    red.resize(p.n_regs);
     regs.resize(p.n_regs);
     for (int32_t r = 0; r < p.n_regs; ++r) regs[r] = blocks.data() + r * kBlock;
     scalars.assign(p.n_regs, 0.0f);
@@ -316,16 +325,15 @@ struct Scratch {
   }
 };
 
-// One element phase on one segment; `last` writes the outputs.
-void RunSegment(const Call& c, const Phase& ph, FusedFn fn, bool last, int64_t seg,
-                Scratch& sc) {
+// One element phase on elements [lo, hi) of one leaf (flat positions); `last` writes the
+// outputs, other phases add the segment's sums to red.
+void RunSegment(const Call& c, const Phase& ph, FusedFn fn, bool last, int64_t leaf,
+                int64_t lo, int64_t hi, float* red, Scratch& sc) {
   const Program& p = *c.prog;
   const int32_t S = p.n_slots, fixed = 2 + S;
-  const int64_t leaf = c.seg_leaf[seg];
   sc.Enter(c, leaf, fn ? 0 : kBlock);
-  float* red = const_cast<float*>(c.seg_red.data()) + seg * p.n_regs;
   if (fn) {  // the compiled loop: the whole segment at once
-    const int64_t lo = c.seg_lo[seg], j = lo - c.start[leaf], so = c.slot_base + lo;
+    const int64_t j = lo - c.start[leaf], so = c.slot_base + lo;
     const float* in[2 + kMaxSlots];
     float* out[1 + kMaxSlots];
     in[0] = c.w[leaf] + j;
@@ -335,12 +343,12 @@ void RunSegment(const Call& c, const Phase& ph, FusedFn fn, bool last, int64_t s
       in[2 + k] = c.s[k] + so;
       out[1 + k] = c.s_out[k] + so;
     }
-    fn(in, out, sc.scalars.data(), last ? nullptr : red, c.seg_hi[seg] - lo);
+    fn(in, out, sc.scalars.data(), last ? nullptr : red, hi - lo);
     return;
   }
   float** regs = sc.regs.data();
-  for (int64_t pos = c.seg_lo[seg]; pos < c.seg_hi[seg]; pos += kBlock) {
-    const int64_t n = std::min(kBlock, c.seg_hi[seg] - pos);
+  for (int64_t pos = lo; pos < hi; pos += kBlock) {
+    const int64_t n = std::min(kBlock, hi - pos);
     const int64_t j = pos - c.start[leaf];  // element index inside the leaf
     const int64_t so = c.slot_base + pos;   // index in the flat slot buffers
     // Inputs are read where they lie; outputs are written after the whole block is
@@ -376,6 +384,38 @@ void RunSegment(const Call& c, const Phase& ph, FusedFn fn, bool last, int64_t s
   if (last)  // the direct outputs' registers point into the operands: back to scratch
     for (int32_t o = 0; o <= S; ++o)
       if (p.direct[o]) regs[p.outs[o]] = sc.blocks.data() + p.outs[o] * kBlock;
+}
+
+// One scalar phase for one leaf: its per-leaf registers, updated in c.leaf_vals.
+void RunScalar(const Call& c, const Phase& ph, int64_t leaf, Scratch& sc) {
+  const Program& p = *c.prog;
+  sc.leaf = -1;  // the leaf's values may have changed since they were loaded
+  sc.Enter(c, leaf, 1);
+  RunBlock(ph.code.data(), ph.code.size(), sc.regs.data(), 1, nullptr);
+  float* vals = const_cast<float*>(c.leaf_vals.data()) + leaf * p.n_regs;
+  for (int32_t r : p.per_leaf) vals[r] = sc.regs[r][0];
+}
+
+// Every phase of a leaf of at most kChunk elements, back to back: its sums are its one
+// segment's, added to zero, as the phase-by-phase order adds them.
+void RunLeaf(const Call& c, int64_t leaf, Scratch& sc) {
+  const Program& p = *c.prog;
+  float* vals = const_cast<float*>(c.leaf_vals.data()) + leaf * p.n_regs;
+  for (size_t ph = 0; ph < p.phases.size(); ++ph) {
+    const Phase& phase = p.phases[ph];
+    if (phase.scalar) {
+      RunScalar(c, phase, leaf, sc);
+      continue;
+    }
+    const bool last = ph + 1 == p.phases.size();
+    std::fill(sc.red.begin(), sc.red.end(), 0.0f);
+    sc.leaf = -1;
+    RunSegment(c, phase, c.fused[ph], last, leaf, c.start[leaf], c.start[leaf + 1],
+               sc.red.data(), sc);
+    if (last) break;
+    for (const Instr& in : phase.code)
+      if (in.op == kReduceAdd) vals[in.dst] += sc.red[in.dst];
+  }
 }
 
 // Runs fn(item, scratch) for items [0, n): on this thread, and on the pool when there is
@@ -470,41 +510,54 @@ ffi::Error Update(ffi::ThreadPool pool, ffi::Span<const int32_t> program,
     c.s.push_back(s->typed_data<float>());
     c.s_out.push_back((*so)->typed_data<float>());
   }
-  for (int64_t i = 0; i < k; ++i)
+  int64_t small_total = 0;  // elements in the small leaves
+  for (int64_t i = 0; i < k; ++i) {
+    if (sizes[i] <= kChunk) {
+      if (sizes[i] > 0) c.small.push_back(i);
+      small_total += sizes[i];
+      continue;
+    }
     for (int64_t lo = c.start[i]; lo < c.start[i + 1]; lo += kChunk) {
       c.seg_leaf.push_back(i);
       c.seg_lo.push_back(lo);
       c.seg_hi.push_back(std::min(lo + kChunk, c.start[i + 1]));
     }
+  }
   const int64_t n_seg = static_cast<int64_t>(c.seg_leaf.size());
+  const int64_t n_small = static_cast<int64_t>(c.small.size());
   c.leaf_vals.assign(static_cast<size_t>(k) * p.n_regs, 0.0f);
   const bool parallel = total >= kParallelMin;
-  // about kChunk elements per batch of segments (one segment when they are that big)
-  const int64_t batch = std::max<int64_t>(1, kChunk * n_seg / std::max<int64_t>(total, 1));
+  if (n_small) {  // about kChunk elements per batch of leaves
+    const int64_t batch =
+        std::max<int64_t>(1, kChunk * n_small / std::max<int64_t>(small_total, 1));
+    ParallelFor(pool, parallel, c, n_small, batch,
+                [&c](int64_t item, Scratch& sc) { RunLeaf(c, c.small[item], sc); });
+  }
+  if (!n_seg) return ffi::Error::Success();
   for (size_t ph = 0; ph < p.phases.size(); ++ph) {
     const Phase& phase = p.phases[ph];
-    if (phase.scalar) {  // once per leaf, on its per-leaf registers
+    if (phase.scalar) {  // once per large leaf, on its per-leaf registers
       Scratch sc(c);
-      for (int64_t i = 0; i < k; ++i) {
-        sc.Enter(c, i, 1);
-        RunBlock(phase.code.data(), phase.code.size(), sc.regs.data(), 1, nullptr);
-        for (int32_t r : p.per_leaf) c.leaf_vals[i * p.n_regs + r] = sc.regs[r][0];
-      }
+      for (int64_t s = 0; s < n_seg; ++s)
+        if (s == 0 || c.seg_leaf[s] != c.seg_leaf[s - 1])
+          RunScalar(c, phase, c.seg_leaf[s], sc);
       continue;
     }
     const bool last = ph + 1 == p.phases.size();
     c.seg_red.assign(last ? 0 : static_cast<size_t>(n_seg) * p.n_regs, 0.0f);
     FusedFn fn = c.fused[ph];
-    ParallelFor(pool, parallel, c, n_seg, batch,
-                [&c, &phase, fn, last](int64_t seg, Scratch& sc) {
-      RunSegment(c, phase, fn, last, seg, sc);
+    ParallelFor(pool, parallel, c, n_seg, 1,
+                [&c, &phase, fn, last](int64_t s, Scratch& sc) {
+      const float* red = last ? nullptr : c.seg_red.data() + s * c.prog->n_regs;
+      RunSegment(c, phase, fn, last, c.seg_leaf[s], c.seg_lo[s], c.seg_hi[s],
+                 const_cast<float*>(red), sc);
     });
     if (last) break;
-    for (int64_t seg = 0; seg < n_seg; ++seg)  // in order: a deterministic sum
+    for (int64_t s = 0; s < n_seg; ++s)  // in order: a deterministic sum
       for (const Instr& in : phase.code)
         if (in.op == kReduceAdd)
-          c.leaf_vals[c.seg_leaf[seg] * p.n_regs + in.dst] +=
-              c.seg_red[seg * p.n_regs + in.dst];
+          c.leaf_vals[c.seg_leaf[s] * p.n_regs + in.dst] +=
+              c.seg_red[s * p.n_regs + in.dst];
   }
   return ffi::Error::Success();
 }

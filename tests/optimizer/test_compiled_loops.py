@@ -164,3 +164,51 @@ def test_a_leaf_sum_has_the_interpreters_bits(monkeypatch) -> None:
         jax.tree.leaves(got["compiled loop"]), jax.tree.leaves(got["interpreter"]), strict=True
     ):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def leaf_sum_as_specified(x: np.ndarray, chunk: int = 1 << 15, block: int = 256) -> np.float32:
+    """A leaf's sum as elementwise.cc specifies it, in float32 NumPy: per 256-element
+    block, eight interleaved running sums (element j into sum j mod 8, left to right)
+    combined as ((s0+s4)+(s1+s5))+((s2+s6)+(s3+s7)); the blocks' sums added in order
+    into each segment of ``chunk`` elements; the segments' sums added in order to 0."""
+    total = np.float32(0)
+    for lo in range(0, x.size, chunk):
+        seg = np.float32(0)
+        for b in range(lo, min(lo + chunk, x.size), block):
+            part = x[b : min(b + block, lo + chunk, x.size)]
+            rows = np.zeros((-(-part.size // 8), 8), np.float32)  # +0.0 pads: exact
+            rows.flat[: part.size] = part
+            s = np.add.accumulate(rows, axis=0, dtype=np.float32)[-1]
+            seg = seg + (((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])))
+        total = total + seg
+    return total
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["leaves", "packed"])
+@pytest.mark.parametrize("mode", ["compiled loop", "interpreter"])
+def test_leaf_sums_follow_the_specified_order_whole_or_in_segments(
+    mode: str, packed: bool, monkeypatch
+) -> None:
+    """Leaves up to one segment run all their phases at once, larger ones phase by phase
+    in segments: either way a leaf's sum has exactly the specified bits (many small
+    leaves across the threads' batches, the segment size, one element either side)."""
+
+    def kernel(w, g, slots, h):
+        return w + jnp.sum(g * g) * 1e-3, slots
+
+    rng = np.random.default_rng(5)
+    sizes = [*rng.integers(1, 3000, 120), 0, 32_767, 32_768, 32_769, 70_001, 1]
+    p = {f"w{i:03d}": jnp.asarray(rng.standard_normal(n), jnp.float32) for i, n in enumerate(sizes)}
+    g = {k: jnp.asarray(rng.standard_normal(v.size) * 3, jnp.float32) for k, v in p.items()}
+    rule = mx.optimizer.Rule(kernel, per_leaf_scalars=True)
+    with kernel_loops(monkeypatch, mode == "compiled loop") as compiled:
+        opt = mx.optimizer.from_rule(rule, learning_rate=0.1, multi_tensor=True)
+        pp, gg = (opt.pack(p), opt.pack(g)) if packed else (p, g)
+        new = jax.jit(opt.update)(gg, opt.init(pp), pp)[0]
+        new = new.unpack() if packed else new
+    _fused._kernels.clear_loops()
+    assert compiled == [mode == "compiled loop"]
+    for k, w in p.items():
+        gk = np.asarray(g[k])
+        want = np.asarray(w) + leaf_sum_as_specified(gk * gk) * np.float32(1e-3)
+        np.testing.assert_array_equal(np.asarray(new[k]), want, err_msg=k)
