@@ -6,7 +6,9 @@ import os
 import sys
 import warnings
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+os.environ["XLA_FLAGS"] = " ".join(  # the test session's flags (tests/conftest.py) too
+    [os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=8"]
+).strip()
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -37,13 +39,11 @@ def main(names: list[str]) -> None:
         p = jax.device_put(params, shard)
         g = jax.device_put(grads, shard)
         s = opt.init(p)
-        step = mx.optimizer.jit_update(opt)
-        compiled = jax.jit(
-            lambda params, state, grads: opt.update(grads, state, params),
-            donate_argnums=(0, 1),
-        ).lower(p, s, g).compile()
+        # jit_update's step, compiled once (it takes params, state, grads; donated):
+        # its memory is checked below
+        compiled = mx.optimizer.jit_update(opt).lower(g, s, p).compile()
         for _ in range(3):
-            p, s = step(g, s, p)
+            p, s = compiled(p, s, g)
         for k in shapes:  # every parameter keeps its sharding
             assert p[k].sharding.is_equivalent_to(shard[k], len(shapes[k])), (name, k)
         # Every state slot shaped like a parameter is sharded like it (no full replica).
