@@ -237,12 +237,13 @@ def main():
             tor = [None if c is None else c.summary() for c in torch_cases]
             fmt = lambda r: "—" if r is None else f"{r[0] * 1e3:.2f} ±{r[1]:.0%}"  # noqa: E731
             ratio = lambda t, r: "—" if r is None else f"{t / r[0]:.2f}"  # noqa: E731
-            if args.impls != list(IMPLS):  # a subset: times, ns/param, torch ratios
+            if args.impls != list(IMPLS):  # a subset: times, ns/param, ratios
+                opx = summ[args.impls.index("optax")] if "optax" in args.impls else None
                 rows.append(
                     f"| {name} | {wl} | "
                     + " | ".join(
-                        f"{fmt(r)} | {r[0] / c.n * 1e9:.2f} | {ratio(r[0], tor[0])} "
-                        f"| {c.compile_s:.2f}"
+                        f"{fmt(r)} | {r[0] / c.n * 1e9:.2f} | {ratio(r[0], opx)} "
+                        f"| {ratio(r[0], tor[0])} | {c.compile_s:.2f}"
                         for c, r in zip(cases, summ, strict=True)
                     )
                     + f" | {fmt(tor[0])} | {fmt(tor[1])} |"
@@ -276,12 +277,12 @@ def main():
     )
     if args.impls != list(IMPLS):
         cols = "".join(
-            f"| {i} step ms | {i} ns/param | {i}/torch fused | {i} compile s "
+            f"| {i} step ms | {i} ns/param | {i}/optax | {i}/torch fused | {i} compile s "
             for i in args.impls
         )
         header = (
             f"| optimizer | workload {cols}| torch fused ms | torch foreach ms |\n|"
-            + "---|" * (4 + 4 * len(args.impls))
+            + "---|" * (4 + 5 * len(args.impls))
         )
     machine = (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
