@@ -72,13 +72,13 @@ def test_matches_mxnet_every_step(name: str, cid: str) -> None:
 
 
 # The multi-tensor layout (on the CPU, the custom call of mxjax/_kernels) replays every
-# third recorded case of the eligible optimizers too (all of them pass when run in full; a third, for CI time).
+# recorded case of the eligible optimizers too.
 MULTI_CASES = [
     (n, c)
     for n, c in CASES
     if (mx.optimizer.create(n).rule.elementwise or mx.optimizer.create(n).rule.per_leaf_scalars)
     and not starts_past_max_update(optimizer_cases(n)[c])
-][::3]
+]
 
 
 @pytest.mark.parametrize("name,cid", MULTI_CASES, ids=[f"{n}-{c}" for n, c in MULTI_CASES])
