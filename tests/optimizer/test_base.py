@@ -47,7 +47,7 @@ def assert_trees_close(a, b, **tol):
         np.testing.assert_allclose(np.asarray(x, np.float64), np.asarray(y, np.float64), **tol)
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(
     name=st.sampled_from([n for n in NAMES if n not in NOT_RESCALE_INVARIANT]),
     c=st.sampled_from([0.125, 0.5, 4.0, 8.0]),
@@ -80,7 +80,7 @@ def test_lr_mult_zero_freezes_the_leaf(name, wd, seed):
     assert not np.array_equal(new["fc_weight"], p["fc_weight"])
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(name=st.sampled_from(NAMES), seed=st.integers(0, 5))
 def test_multi_precision_on_float32_changes_nothing(name, seed):
     p, g = shaped(name, params_and_grads(seed))
