@@ -396,6 +396,12 @@ void RunScalar(const Call& c, const Phase& ph, int64_t leaf, Scratch& sc) {
   for (int32_t r : p.per_leaf) vals[r] = sc.regs[r][0];
 }
 
+// Adds one element phase's sums over a segment (red) to a leaf's registers (vals).
+void AddSums(const Phase& ph, float* vals, const float* red) {
+  for (const Instr& in : ph.code)
+    if (in.op == kReduceAdd) vals[in.dst] += red[in.dst];
+}
+
 // Every phase of a leaf of at most kChunk elements, back to back: its sums are its one
 // segment's, added to zero, as the phase-by-phase order adds them.
 void RunLeaf(const Call& c, int64_t leaf, Scratch& sc) {
@@ -413,8 +419,7 @@ void RunLeaf(const Call& c, int64_t leaf, Scratch& sc) {
     RunSegment(c, phase, c.fused[ph], last, leaf, c.start[leaf], c.start[leaf + 1],
                sc.red.data(), sc);
     if (last) break;
-    for (const Instr& in : phase.code)
-      if (in.op == kReduceAdd) vals[in.dst] += sc.red[in.dst];
+    AddSums(phase, vals, sc.red.data());
   }
 }
 
@@ -538,9 +543,8 @@ ffi::Error Update(ffi::ThreadPool pool, ffi::Span<const int32_t> program,
     const Phase& phase = p.phases[ph];
     if (phase.scalar) {  // once per large leaf, on its per-leaf registers
       Scratch sc(c);
-      for (int64_t s = 0; s < n_seg; ++s)
-        if (s == 0 || c.seg_leaf[s] != c.seg_leaf[s - 1])
-          RunScalar(c, phase, c.seg_leaf[s], sc);
+      for (int64_t i = 0; i < k; ++i)
+        if (sizes[i] > kChunk) RunScalar(c, phase, i, sc);
       continue;
     }
     const bool last = ph + 1 == p.phases.size();
@@ -554,10 +558,8 @@ ffi::Error Update(ffi::ThreadPool pool, ffi::Span<const int32_t> program,
     });
     if (last) break;
     for (int64_t s = 0; s < n_seg; ++s)  // in order: a deterministic sum
-      for (const Instr& in : phase.code)
-        if (in.op == kReduceAdd)
-          c.leaf_vals[c.seg_leaf[s] * p.n_regs + in.dst] +=
-              c.seg_red[s * p.n_regs + in.dst];
+      AddSums(phase, c.leaf_vals.data() + c.seg_leaf[s] * p.n_regs,
+              c.seg_red.data() + s * p.n_regs);
   }
   return ffi::Error::Success();
 }

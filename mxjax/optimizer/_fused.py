@@ -42,6 +42,7 @@ from jax.extend import core as jcore
 
 from .. import _kernels
 from ._base import Rule, _Config, _Leaf, apply_rule
+from ._packed import numels
 
 STANDIN = 7
 """The length of the stand-in leaves the rule is traced on."""
@@ -581,7 +582,7 @@ def run_group(
     base = 0
     for lo in range(0, len(weights), CHUNK_LEAVES):
         ws, gs = weights[lo : lo + CHUNK_LEAVES], grads[lo : lo + CHUNK_LEAVES]
-        sizes = [int(np.prod(jnp.shape(w))) for w in ws]
+        sizes = numels(jnp.shape(w) for w in ws)
         out, slots = _call(
             program, slice(lo, lo + len(ws)), ws, gs, slots, sizes, base, False
         )
