@@ -65,3 +65,24 @@ def all_optimizer_cases() -> list[tuple[str, str]]:
         for p in sorted((REFERENCE / "optimizer").glob("*.json"))
         for cid in optimizer_cases(p.stem)
     ]
+
+
+def representative_cases(cases: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """A small covering subset of recorded cases: for each optimizer, greedily the cases
+    that bring the most arguments, dtypes and schedulers not covered yet, until every
+    one its cases use is covered."""
+    features: dict[str, dict[str, set]] = {}
+    for name, cid in cases:
+        rec = optimizer_cases(name)[cid]
+        f = {("dtype", rec["dtype"])} | {("arg", k) for k in rec["jax_kwargs"]}
+        if rec["scheduler"]:
+            f.add(("scheduler", rec["scheduler"][0]))
+        features.setdefault(name, {})[cid] = f
+    picked = set()
+    for name, by_case in features.items():
+        todo = set().union(*by_case.values())
+        while todo:
+            cid = max(by_case, key=lambda c: len(by_case[c] & todo))
+            picked.add((name, cid))
+            todo -= by_case[cid]
+    return picked

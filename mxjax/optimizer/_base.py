@@ -47,6 +47,7 @@ import numpy as np
 from .._names import path_name
 from .._typing import Grads, Params, PyTree, Schedule
 from ._packed import Layout, Packed
+from ._rounding import no_contraction, unfused
 
 LOW_PRECISION = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
 
@@ -215,18 +216,6 @@ def rescale_clip(g: jax.Array, h: Hyper) -> jax.Array:
     """``clip(rescale_grad * g)`` with the optimizer's clip convention."""
     g = h.rescale_grad * g if h.rescale_grad != 1.0 else g
     return g if h.clip is None else jnp.clip(g, -h.clip, h.clip)
-
-
-def unfused(x: jax.Array) -> jax.Array:
-    """``x``, rounded to its dtype before the next operation (no FMA contraction).
-
-    The select hides the product from LLVM's contraction into a fused multiply-add
-    (``lax.optimization_barrier`` and ``reduce_precision`` are optimised away); the
-    value is unchanged, NaN included. The base also applies it to every new
-    parameter: XLA on CPU runs an elementwise op that is fused with nothing (such as
-    SGD's ``w + m'``, where ``m'`` is itself an output) ~4x slower than a fusion.
-    """
-    return jnp.where(x == x, x, jnp.nan)
 
 
 def one_minus_pow(beta: float, t: jax.Array) -> jax.Array:
@@ -816,14 +805,15 @@ def from_rule(
         )
         kw = dict(t=t, lr=lr, extra=step_extra)
         if packed:
-            new_bufs, new_slots = layout.step_packed(
-                infos, lay, params.buffers, grads.buffers, state.slots, **kw
-            )
+            new_bufs, new_slots = no_contraction(
+                lambda p, g, s, kw: layout.step_packed(infos, lay, p, g, s, **kw)
+            )(params.buffers, grads.buffers, state.slots, kw)
             new_params = Packed(new_bufs, lay)
         else:
-            new_leaves, new_slots = layout.step(
-                infos, p_leaves, g_leaves, treedef, state.slots, **kw
-            )
+            # Every operation rounds as MXNet's does (no FMA or rsqrt under jit).
+            new_leaves, new_slots = no_contraction(
+                lambda p, g, s, kw: layout.step(infos, p, g, treedef, s, **kw)
+            )(p_leaves, g_leaves, state.slots, kw)
             new_params = jax.tree_util.tree_unflatten(treedef, new_leaves)
         new_state = OptState(count=t, slots=new_slots, extra=new_extra, skipped=state.skipped)
         if cfg.skip_nonfinite:

@@ -15,11 +15,27 @@ from tests.helpers import (
     optimizer_arrays,
     optimizer_cases,
     recorder,
+    representative_cases,
 )
 from tests.optimizer.conftest import RANDOM
 
 # Random optimizers are replayed with their noise removed by tests/optimizer/test_<name>.py
 CASES = [c for c in all_optimizer_cases() if c[0] not in RANDOM]
+# Replayed under XLA's default flags too (test_rounding_under_jit.py), and the multi-tensor
+# layout's set (its equality with the per-leaf path is tested on random rules and data).
+REPRESENTATIVE = representative_cases(CASES)
+
+
+def params(cases: list[tuple[str, str]], tag: str = "") -> list:
+    return [
+        pytest.param(
+            n,
+            c,
+            id=f"{n}-{c}{tag}",
+            marks=[pytest.mark.representative] if (n, c) in REPRESENTATIVE else [],
+        )
+        for n, c in cases
+    ]
 
 
 def build(rec: dict) -> mx.optimizer.Optimizer:
@@ -51,7 +67,7 @@ def tolerance(dtype: str) -> dict:
     return dict(rtol=2e-5, atol=2e-6)
 
 
-@pytest.mark.parametrize("name,cid", CASES, ids=[f"{n}-{c}" for n, c in CASES])
+@pytest.mark.parametrize("name,cid", params(CASES))
 def test_matches_mxnet_every_step(name: str, cid: str) -> None:
     rec = optimizer_cases(name)[cid]
     want_run = mxnet_run(name, cid, rec)
@@ -71,17 +87,18 @@ def test_matches_mxnet_every_step(name: str, cid: str) -> None:
             )
 
 
-# The multi-tensor layout (on the CPU, the custom call of mxjax/_kernels) replays every
-# recorded case of the eligible optimizers too.
+# The multi-tensor layout (on the CPU, the custom call of mxjax/_kernels) replays the
+# representative recorded cases of the eligible optimizers.
 MULTI_CASES = [
     (n, c)
     for n, c in CASES
     if (mx.optimizer.create(n).rule.elementwise or mx.optimizer.create(n).rule.per_leaf_scalars)
     and not starts_past_max_update(optimizer_cases(n)[c])
+    and (n, c) in REPRESENTATIVE
 ]
 
 
-@pytest.mark.parametrize("name,cid", MULTI_CASES, ids=[f"{n}-{c}" for n, c in MULTI_CASES])
+@pytest.mark.parametrize("name,cid", params(MULTI_CASES))
 def test_multi_tensor_matches_mxnet_every_step(name: str, cid: str) -> None:
     rec = optimizer_cases(name)[cid]
     rec = {**rec, "jax_kwargs": {**rec["jax_kwargs"], "multi_tensor": True}}

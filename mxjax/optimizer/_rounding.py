@@ -1,0 +1,137 @@
+r"""MXNet's rounding under ``jit``: no operation is folded into its consumer.
+
+MXNet evaluates an update one operation at a time (NDArray calls, or C++ kernels built
+without FMA contraction), so in ``g * rescale_grad + wd * w`` each product is rounded to
+float32 before the sum. Under ``jax.jit`` on the CPU, LLVM contracts a product that
+feeds an addition into one fused multiply-add, which rounds once (1 ulp, and up to ~1000×
+that in updates that cancel, such as AdaBelief's ``β₂(s − x) + x``), and XLA rewrites
+``a / sqrt(b)`` as ``a * rsqrt(b)`` (an approximation) and a division by a scalar as a
+product with its reciprocal (two roundings).
+
+:func:`no_contraction` makes a traced function round as MXNet does, without asking each
+kernel to remember it: it traces the function to a jaxpr once and re-emits it with each
+floating result that a consumer could fold away passed through :func:`unfused` — a product
+used by an add, subtract, negation, sum, product or quotient, a square root used by a division, a quotient
+used by a division or product — and each division's divisor hidden from XLA's
+``x / broadcast(s)`` → ``x * broadcast(1 / s)`` rewrite, recursing into nested ``jit``
+calls. Everything else is re-emitted as it is. Outside a trace (eager calls) the function runs unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.extend import core
+
+# Sums (FMA contraction) and products and quotients (XLA reassociates
+# ``(a * c1) * c2`` as ``a * (c1 * c2)``).
+_ARITH = frozenset({"add", "sub", "neg", "add_any", "reduce_sum", "mul", "div"})
+# result primitive -> the consumers that could fold it with one rounding fewer
+_FOLDED_BY = {
+    "mul": _ARITH,
+    "integer_pow": _ARITH,
+    "square": _ARITH,
+    "sqrt": frozenset({"div"}),
+    "div": frozenset({"div", "mul"}),
+}
+# Call primitives whose body is inlined (so the operations inside are guarded too).
+_CALLS = frozenset({"jit", "pjit", "closed_call", "core_call"})
+_RETURNED = "<returned>"  # a call body's result: its consumers are outside the body
+
+
+def unfused(x: jax.Array) -> jax.Array:
+    """``x``, rounded to its dtype before the next operation (no FMA contraction).
+
+    The select hides the value from XLA's and LLVM's rewrites (``lax.optimization_barrier``
+    and ``reduce_precision`` are optimised away); the value is unchanged, NaN included.
+    The base also applies it to every new parameter: XLA on CPU runs an elementwise op
+    that is fused with nothing (such as SGD's ``w + m'``, where ``m'`` is itself an
+    output) ~4x slower than a fusion.
+    """
+    return jnp.where(x == x, x, jnp.nan)
+
+
+def _true_division(num: Any, den: Any, out: Any) -> list[Any]:
+    """Operands for ``num / den`` that XLA divides, element by element.
+
+    XLA compiles a division by a broadcast value (a scalar, a constant) as a product
+    with its reciprocal, which rounds twice; a divisor that is not a broadcast keeps the
+    division. ``where(n == n, d, n)`` is ``d`` wherever the result is not NaN anyway.
+    """
+    if not out.shape or not jnp.issubdtype(out.dtype, jnp.floating):
+        return [num, den]
+    n = jnp.broadcast_to(jnp.asarray(num, out.dtype), out.shape)
+    d = jnp.broadcast_to(jnp.asarray(den, out.dtype), out.shape)
+    return [n, jnp.where(n == n, d, n)]
+
+
+def _consumers(jaxpr: core.Jaxpr, inlined: bool) -> dict[Any, set[str]]:
+    uses: dict[Any, set[str]] = {}
+    for eqn in jaxpr.eqns:
+        for v in eqn.invars:
+            if not isinstance(v, core.Literal):
+                uses.setdefault(v, set()).add(eqn.primitive.name)
+    if inlined:
+        for v in jaxpr.outvars:
+            if not isinstance(v, core.Literal):
+                uses.setdefault(v, set()).add(_RETURNED)
+    return uses
+
+
+def _emit(
+    jaxpr: core.Jaxpr, consts: Sequence[Any], args: Sequence[Any], inlined: bool
+) -> list[Any]:
+    env: dict[Any, Any] = {}
+
+    def read(v: Any) -> Any:
+        return v.val if isinstance(v, core.Literal) else env[v]
+
+    uses = _consumers(jaxpr, inlined)
+    env.update(zip(jaxpr.constvars, consts))
+    env.update(zip(jaxpr.invars, args))
+    for eqn in jaxpr.eqns:
+        ins = [read(v) for v in eqn.invars]
+        name = eqn.primitive.name
+        body = eqn.params.get("jaxpr")
+        if name in _CALLS and isinstance(body, core.ClosedJaxpr):
+            outs = _emit(body.jaxpr, body.consts, ins, inlined=True)
+        else:
+            if name == "div":
+                ins = _true_division(*ins, eqn.outvars[0].aval)
+            with eqn.ctx.manager:
+                outs = eqn.primitive.bind(*ins, **eqn.primitive.get_bind_params(eqn.params))
+            if not eqn.primitive.multiple_results:
+                outs = [outs]
+            folded_by = _FOLDED_BY.get(name)
+            if folded_by is not None:
+                outs = [
+                    unfused(x)
+                    if jnp.issubdtype(x.dtype, jnp.floating)
+                    and uses.get(v, set()) & (folded_by | {_RETURNED})
+                    else x
+                    for v, x in zip(eqn.outvars, outs)
+                ]
+        env.update(zip(eqn.outvars, outs))
+    return [read(v) for v in jaxpr.outvars]
+
+
+def no_contraction(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``f`` with every floating result that a consumer could fold away rounded first.
+
+    ``f``'s arguments must be pytrees of arrays; what it closes over is kept. Under a
+    trace the result is computed by the same operations as ``f``, plus a rounding select
+    where one is needed; outside one, ``f`` runs as it is.
+    """
+
+    def rounded(*args: Any) -> Any:
+        leaves = jax.tree.leaves(args)
+        if not any(isinstance(x, jax.core.Tracer) for x in leaves):
+            return f(*args)
+        closed, shape = jax.make_jaxpr(f, return_shape=True)(*args)
+        outs = _emit(closed.jaxpr, closed.consts, leaves, inlined=False)
+        return jax.tree.unflatten(jax.tree.structure(shape), outs)
+
+    return rounded
