@@ -797,51 +797,84 @@ class _PerLeaf:
             new_slots.append(s_new)
         return new_params, _slots_by_name(treedef, new_slots, self.names)
 
-    def view(self, slots: PyTree) -> dict[str, dict[str, jax.Array]]:
-        """``{parameter name: {slot name: array}}`` (see ``Optimizer.slots``)."""
-        out: dict[str, dict[str, jax.Array]] = {}
-        for slot in self.names:
-            flat = jax.tree_util.tree_flatten_with_path(slots[slot])[0]
-            for path, x in flat:
-                out.setdefault(path_name(path), {})[slot] = x
-        return out
 
-    def build(
-        self, infos: list[_Leaf], leaves: list, treedef: Any, by_param: Mapping
-    ) -> PyTree:
-        """The inverse of :meth:`view` for these parameters."""
-        per_leaf = [
-            _given_slots(self.rule, self.cfg, info, w, by_param)
-            for info, w in zip(infos, leaves)
-        ]
-        return _slots_by_name(treedef, per_leaf, self.names)
+def slots_view(slots: PyTree) -> dict[str, dict[str, jax.Array]]:
+    """``{parameter name: {slot name: array}}`` of a ``state.slots`` of any layout
+    (see ``Optimizer.slots``): a multi-tensor state's own view, else the per-leaf
+    ``{slot name: params-shaped tree}`` regrouped by parameter."""
+    view = getattr(slots, "by_param", None)
+    if view is not None:
+        return view()
+    if _is_no_leaves(slots):
+        return {}
+    if not isinstance(slots, Mapping):
+        raise TypeError(f"not the slots of an mxjax state: {type(slots).__name__}")
+    out: dict[str, dict[str, jax.Array]] = {}
+    paths: dict[str, str] = {}
+    for slot, tree in slots.items():
+        for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]:
+            name, where = path_name(path), jax.tree_util.keystr(path)
+            if paths.setdefault(name, where) != where:
+                raise ValueError(
+                    f"parameters {paths[name]} and {where} share the name {name!r}: "
+                    "their slots cannot be told apart by name"
+                )
+            out.setdefault(name, {})[slot] = x
+    return out
 
 
-def _given_slots(
-    rule: Rule, cfg: _Config, info: _Leaf, w: Any, by_param: Mapping
-) -> tuple[jax.Array, ...]:
-    """A leaf's slot tuple (master copy last) from ``by_param[name][slot]``, each
-    checked against the shape and dtype ``init`` makes."""
-    want = _expected_slots(rule, info, tuple(jnp.shape(w)), jnp.dtype(info.dtype))
-    names = rule.slots + ((MASTER,) if info.master else ())
-    if not names:
-        return ()
-    given = by_param.get(info.name)
-    if not isinstance(given, Mapping) or sorted(given) != sorted(names):
-        got = sorted(given) if isinstance(given, Mapping) else given
+def _is_no_leaves(slots: PyTree) -> bool:
+    """The multi-tensor ``state.slots`` of a tree without leaves: one empty array."""
+    return not isinstance(slots, Mapping) and jnp.shape(slots) == (0,)
+
+
+def take_slot(by_param: Mapping, name: str, slot: str, like: Any) -> jax.Array:
+    """``by_param[name][slot]`` as an array of ``like``'s shape and dtype, else a
+    ``ValueError`` naming the parameter and the slot."""
+    try:
+        x = by_param[name][slot]
+    except (KeyError, TypeError):
+        raise ValueError(f"no slot {slot!r} given for parameter {name!r}") from None
+    x = jnp.asarray(x)
+    if (x.shape, x.dtype) != (tuple(like.shape), jnp.dtype(like.dtype)):
         raise ValueError(
-            f"slots of parameter {info.name!r}: expected {sorted(names)}, got {got!r}"
+            f"slot {slot!r} of parameter {name!r} is {x.dtype}{list(x.shape)}; this "
+            f"state keeps it as {jnp.dtype(like.dtype)}{list(like.shape)}"
         )
-    out = []
-    for slot, (shape, dtype) in zip(names, want):
-        x = jnp.asarray(given[slot])
-        if (tuple(x.shape), str(x.dtype)) != (shape, dtype):
-            raise ValueError(
-                f"slot {slot!r} of parameter {info.name!r} is {x.dtype}{list(x.shape)}; "
-                f"this optimizer keeps it as {dtype}{list(shape)}"
-            )
-        out.append(x)
-    return tuple(out)
+    return x
+
+
+def fill_slots(template: PyTree, by_param: Mapping) -> PyTree:
+    """The inverse of :func:`slots_view`: ``template`` (a ``state.slots``, arrays or
+    ``jax.ShapeDtypeStruct``) with every slot taken from ``by_param``, each checked
+    against the template's shape and dtype. Refuses a parameter or slot the template
+    lacks."""
+    if not isinstance(by_param, Mapping) or not all(
+        isinstance(d, Mapping) for d in by_param.values()
+    ):
+        raise TypeError(
+            "slots must be {parameter name: {slot name: array}}, got "
+            f"{type(by_param).__name__}"
+        )
+    want = jax.eval_shape(slots_view, template)
+    extra = sorted(
+        f"{n}/{k}" for n, d in by_param.items() for k in d if k not in want.get(n, {})
+    )
+    if extra:
+        have = {n: sorted(d) for n, d in want.items()}
+        raise ValueError(f"slots given that this state does not have: {extra}; it has {have}")
+    take = lambda name, slot, like: take_slot(by_param, name, slot, like)  # noqa: E731
+    filled = getattr(template, "filled", None)
+    if filled is not None:
+        return filled(take)
+    if _is_no_leaves(template):
+        return jnp.zeros((0,), template.dtype)
+    return {
+        slot: jax.tree_util.tree_map_with_path(
+            lambda path, like, slot=slot: take(path_name(path), slot, like), tree
+        )
+        for slot, tree in template.items()
+    }
 
 
 def _multi_layout(rule: Rule, cfg: _Config) -> Any:
@@ -985,8 +1018,7 @@ def from_rule(
 
     def slots(state: OptState) -> dict[str, dict[str, jax.Array]]:
         _check_state(state)
-        view = getattr(state.slots, "by_param", None)  # the multi-tensor layout's
-        return view() if view is not None else _PerLeaf(rule, cfg).view(state.slots)
+        return slots_view(state.slots)
 
     def state_from_slots(
         slots: Mapping[str, Mapping[str, Any]],
@@ -1001,23 +1033,12 @@ def from_rule(
                 f"slots must be {{parameter name: {{slot name: array}}}}, got "
                 f"{type(slots).__name__}"
             )
-        if isinstance(params, Packed):
-            lay = params.layout
-            names, leaves, treedef = list(lay.names), lay.structs, lay.treedef
-            infos = _leaf_info(rule, cfg, names, leaves)
-            target = layout if layout.fits(infos, lay) else _PerLeaf(rule, cfg)
-        else:
-            names, leaves, treedef = _flatten_named(params, "params")
-            infos = _leaf_info(rule, cfg, names, leaves)
-            target = layout
-        unknown = sorted(set(slots) - set(names))
-        if unknown:
-            raise ValueError(
-                f"slots of {unknown} match no parameter; parameters are {names}"
-            )
+        with warnings.catch_warnings():  # init's warning is for init's callers
+            warnings.simplefilter("ignore")
+            template = jax.eval_shape(init, params)
         state = OptState(
             count=jnp.asarray(cfg.begin_num_update if count is None else count, jnp.int32),
-            slots=target.build(infos, leaves, treedef, slots),
+            slots=fill_slots(template.slots, slots),
             extra=(None if rule.init_extra is None else rule.init_extra())
             if extra is None
             else extra,

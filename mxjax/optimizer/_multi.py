@@ -35,7 +35,7 @@ for every eligible optimizer, and by the MXNet parity replay).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -47,7 +47,6 @@ from ._base import (
     Rule,
     _Config,
     _expected_slots,
-    _given_slots,
     _init_leaf,
     _Leaf,
     _slot_names,
@@ -121,6 +120,28 @@ class MultiSlots(NamedTuple):
             if slots:
                 out[name] = dict(zip(names, slots))
         return out
+
+    def filled(self, take: Callable[[str, str, Any], jax.Array]) -> MultiSlots:
+        """This state's structure holding ``take(parameter, slot, like)`` for every
+        slot (``like`` has the slot's shape and dtype): the inverse of
+        :meth:`by_param`."""
+        lay, names = self.leaves.layout, self.leaves.names
+        like = jax.eval_shape(lambda s: s.by_param(), self)
+        get = lambda j: [  # noqa: E731
+            take(lay.names[j], k, v) for k, v in like[lay.names[j]].items()
+        ] if lay.names[j] in like else []
+        grouped = {j for members in lay.groups for j in members}
+        ungrouped = [tuple(get(j)) for j in range(len(lay.names)) if j not in grouped]
+        groups = []
+        for members, flat in zip(lay.groups, self.groups):
+            per_leaf = [get(j) for j in members]
+            groups.append(
+                tuple(
+                    _concat([s[k] for s in per_leaf], x.shape)
+                    for k, x in enumerate(flat)
+                )
+            )
+        return MultiSlots(Ungrouped(ungrouped, lay, names), tuple(groups))
 
 
 def _no_leaves() -> jax.Array:
@@ -449,33 +470,6 @@ class MultiTensor:
             new_ungrouped.append(s_new)
         leaves = Ungrouped(new_ungrouped, slots.leaves.layout, self.names)
         return new_params, slots._replace(leaves=leaves, groups=tuple(new_groups))
-
-    def build(
-        self, infos: list[_Leaf], leaves: list, treedef: Any, by_param: Any
-    ) -> MultiSlots | jax.Array:
-        """The state holding ``by_param`` (``{parameter: {slot: array}}``): the
-        inverse of :meth:`MultiSlots.by_param`."""
-        if not leaves:
-            return _no_leaves()
-        per_leaf = [
-            _given_slots(self.rule, self.cfg, info, w, by_param)
-            for info, w in zip(infos, leaves)
-        ]
-        groups = plan(infos, leaves)
-        grouped = {j for gr in groups for j in gr.members}
-        ungrouped = Ungrouped(
-            [s for j, s in enumerate(per_leaf) if j not in grouped],
-            _layout(groups, leaves, treedef),
-            self.names,
-        )
-        flat = tuple(
-            tuple(
-                _concat([per_leaf[j][k] for j in gr.members], gr.shape)
-                for k in range(len(per_leaf[gr.members[0]]))
-            )
-            for gr in groups
-        )
-        return MultiSlots(ungrouped, flat)
 
     def fits(self, infos: list[_Leaf], layout: Layout) -> bool:
         """Whether ``layout``'s buffers are this optimizer's groups."""
