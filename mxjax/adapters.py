@@ -46,8 +46,8 @@ __all__ = [
 ]
 
 
-def to_optax(opt: Optimizer) -> optax.GradientTransformation:
-    """Wrap an mxjax optimizer as an ``optax.GradientTransformation``.
+def to_optax(opt: Optimizer) -> optax.GradientTransformationExtraArgs:
+    """Wrap an mxjax optimizer as an ``optax.GradientTransformationExtraArgs``.
 
     The transformation's state is the optimizer's own state (an ``OptState``); its
     ``update(grads, state, params)`` returns ``new_params - params``. A state whose
@@ -60,8 +60,15 @@ def to_optax(opt: Optimizer) -> optax.GradientTransformation:
     Args:
       opt: an mxjax optimizer, e.g. ``mxjax.optimizer.create("adam")``.
 
+    Gradients of another float dtype than their parameter (bfloat16 gradients of
+    float32 parameters, as ``optax.MultiSteps`` or mixed precision hand them over) are
+    cast to the parameter's compute dtype before MXNet's preamble; other shapes or
+    trees are refused.
+
     Returns:
-      A ``GradientTransformation``; its ``update`` requires ``params`` and raises a
+      A ``GradientTransformationExtraArgs``: its ``update(grads, state, params,
+      **extra_args)`` accepts and ignores extra keyword arguments (``value=loss``, as
+      ``flax.nnx.Optimizer.update`` forwards them), requires ``params`` and raises a
       ``ValueError`` naming the optimizer without them.
 
     Examples:
@@ -110,8 +117,9 @@ def to_optax(opt: Optimizer) -> optax.GradientTransformation:
         return opt.init(params)
 
     def update_fn(
-        updates: Grads, state: PyTree, params: Params | None = None
+        updates: Grads, state: PyTree, params: Params | None = None, **extra_args: Any
     ) -> tuple[Grads, PyTree]:
+        del extra_args  # optax's contract: callers may pass any (``value=loss``, ...)
         if params is None:
             raise ValueError(
                 f"mxjax optimizer {opt!r} needs the parameters: call "
@@ -126,7 +134,7 @@ def to_optax(opt: Optimizer) -> optax.GradientTransformation:
         )
         return increments, new_state
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def to_optax_factory(

@@ -4,7 +4,18 @@ A checkpoint is one ``.npz`` file (a zip of ``.npy`` arrays, written and read wi
 ``allow_pickle=False``) holding every array leaf plus a JSON description stored as a
 ``uint8`` array named ``__mxjax_checkpoint__``: the format version, each leaf's tree
 path, shape and dtype, and the optimizer's name and hyperparameters. Restoring is
-bit-identical, so training continues exactly as if it had not been interrupted::
+bit-identical, so training continues exactly as if it had not been interrupted.
+
+**One state, any layout.** An mxjax optimizer state (an ``OptState``) is stored in a
+form that does not depend on its layout: ``count``, ``skipped``, ``extra`` and the
+slots by parameter name and slot name, as ``opt.slots(state)`` gives them (paths
+``['slots']['fc_weight']['mean']``). It loads into the layout of the optimizer (or
+template) it is loaded for, so a checkpoint saved with ``multi_tensor=True`` or packed
+parameters continues with ``multi_tensor=False`` and the other way round, bit for bit
+where the two layouts compute the same bits. Any other state (an optax state of
+:func:`~mxjax.adapters.from_optax`) is stored as its tree. Files of format 1 (mxjax
+before the layout-independent form) load too: a per-leaf state is converted (given
+``optimizer=``); a multi-tensor state of format 1 is refused with a message::
 
     >>> import jax.numpy as jnp, mxjax as mx, tempfile, os
     >>> from mxjax import checkpoint
@@ -20,7 +31,8 @@ bit-identical, so training continues exactly as if it had not been interrupted::
 What is checked on :func:`load` (each failure is a ``ValueError`` naming the mismatch):
 
 * the optimizer's name, and its hyperparameters (unless ``check_hyperparams=False``,
-  e.g. to resume with a new learning rate);
+  e.g. to resume with a new learning rate), except ``multi_tensor``, which only chooses
+  the layout;
 * the tree paths of the state and params against the templates (``like_state``, or the
   state ``optimizer.init(like_params)`` would build, and ``like_params``), then every
   leaf's shape and dtype.
@@ -62,14 +74,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._names import path_name
 from ._npz import read_npz
 from ._typing import Params, PyTree
-from .optimizer import Optimizer
+from .optimizer import Optimizer, OptState
+from .optimizer._base import MASTER, fill_slots, slots_view
 
 __all__ = ["Checkpoint", "CheckpointError", "describe", "load", "save"]
 
-FORMAT, VERSION = "mxjax.checkpoint", 1
+FORMAT, VERSION = "mxjax.checkpoint", 2
 _META = "__mxjax_checkpoint__"
+_READS = (1, 2)  # the format versions load() reads
+_LAYOUT_ONLY = ("multi_tensor",)  # not compared: a state loads into any layout
 
 
 class CheckpointError(Exception):
@@ -169,7 +185,10 @@ def save(
         "format": FORMAT,
         "version": VERSION,
         "optimizer": None if optimizer is None else _encode_optimizer(optimizer),
+        "state_form": "slots" if isinstance(state, OptState) else "tree",
     }
+    if isinstance(state, OptState):
+        state = _by_name(state)
     arrays: dict[str, np.ndarray] = {}
     for kind, tree in (("state", state), ("params", params)):
         if kind == "params" and tree is None:
@@ -215,10 +234,10 @@ def _read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.nd
         meta = json.loads(npz[_META].tobytes().decode())
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise CheckpointError(f"{path}: not an mxjax checkpoint")
-        if meta.get("version") != VERSION:
+        if meta.get("version") not in _READS:
             raise CheckpointError(
                 f"{path}: checkpoint format version {meta.get('version')!r}; this "
-                f"mxjax reads version {VERSION}"
+                f"mxjax reads versions {list(_READS)}"
             )
         _check_meta(path, meta)
         arrays = {}
@@ -262,6 +281,8 @@ def _check_meta(path: str, meta: dict[str, Any]) -> None:
     missing = [k for k in ("optimizer", "state", "params") if k not in meta]
     if missing:
         raise bad(f"no {', '.join(missing)}")
+    if meta.get("state_form", "tree") not in ("tree", "slots"):
+        raise bad("state_form")
     opt = meta["optimizer"]
     if opt is not None and not (
         isinstance(opt, dict)
@@ -308,7 +329,7 @@ def _check_optimizer(meta: dict[str, Any], opt: Optimizer, check_hp: bool) -> No
     absent = "<absent>"
     diff = [
         f"{k}: checkpoint {got.get(k, absent)!r}, optimizer {want.get(k, absent)!r}"
-        for k in sorted(set(want) | set(got))
+        for k in sorted((set(want) | set(got)) - set(_LAYOUT_ONLY))
         if want.get(k, absent) != got.get(k, absent)
     ]
     if diff:
@@ -345,22 +366,19 @@ def _unflatten(
 ) -> PyTree:
     flat, treedef = jax.tree_util.tree_flatten_with_path(like)
     want = [jax.tree_util.keystr(p) for p, _ in flat]
-    got = [s["path"] for s in specs]
-    if want != got:
-        missing = [p for p in want if p not in set(got)]
-        extra = [p for p in got if p not in set(want)]
+    got = {s["path"]: i for i, s in enumerate(specs)}  # a format-1 state: other order
+    if sorted(want) != sorted(got) or len(got) != len(specs):
+        missing = [p for p in want if p not in got]
+        extra = [s["path"] for s in specs if s["path"] not in set(want)]
         raise ValueError(
             f"the {kind} tree differs from the checkpoint's: leaves expected but not "
             f"in the checkpoint: {missing or 'none'}; leaves in the checkpoint but not "
             f"expected: {extra or 'none'}"
-            + (
-                ""
-                if missing or extra
-                else f"; order: checkpoint {got}, expected {want}"
-            )
         )
     leaves = []
-    for i, ((_, like_leaf), spec) in enumerate(zip(flat, specs, strict=True)):
+    for path, (_, like_leaf) in zip(want, flat):
+        i = got[path]
+        spec = specs[i]
         shape, dtype = _leaf_spec(like_leaf)
         if (list(shape), dtype) != (spec["shape"], spec["dtype"]):
             raise ValueError(
@@ -370,6 +388,88 @@ def _unflatten(
             )
         leaves.append(_restore_leaf(arrays[f"{kind}_{i}"], like_leaf, spec))
     return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _by_name(state: OptState) -> dict[str, Any]:
+    """The layout-independent form of an mxjax state (see the module docs)."""
+    return {
+        "count": state.count,
+        "skipped": state.skipped,
+        "extra": state.extra,
+        "slots": slots_view(state.slots),
+    }
+
+
+def _by_name_like(like: OptState) -> PyTree:
+    """:func:`_by_name` of a template state, as shapes and dtypes."""
+    return jax.eval_shape(_by_name, like)
+
+
+def _into_layout(by_name: dict[str, Any], like: OptState) -> OptState:
+    """The state ``by_name`` holds, in ``like``'s layout (and shardings)."""
+    state = OptState(
+        count=jnp.asarray(by_name["count"]),
+        slots=fill_slots(like.slots, by_name["slots"]),
+        extra=by_name["extra"],
+        skipped=jnp.asarray(by_name["skipped"]),
+    )
+    place = lambda x, t: (  # noqa: E731
+        x if getattr(t, "sharding", None) is None else jax.device_put(x, t.sharding)
+    )
+    return jax.tree.map(place, state, like)
+
+
+def _param_paths(like: OptState) -> dict[str, str]:
+    """``{keystr of a parameter's path: its name}`` for the parameters of ``like``."""
+    slots = like.slots
+    layout = getattr(getattr(slots, "leaves", None), "layout", None)  # multi-tensor
+    trees = (
+        [jax.tree_util.tree_unflatten(layout.treedef, layout.names)]
+        if layout is not None
+        else list(slots.values())
+        if isinstance(slots, Mapping)
+        else []
+    )
+    return {
+        jax.tree_util.keystr(p): path_name(p)
+        for tree in trees
+        for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]
+    }
+
+
+def _specs_of_format_1(
+    specs: list[dict[str, Any]], like: OptState, optimizer: Optimizer | None
+) -> list[dict[str, Any]]:
+    """A format-1 per-leaf state's leaf descriptions, with the layout-independent
+    form's paths: ``.slots<param path>[i]`` becomes ``['slots'][name][slot]``,
+    ``.count`` ``['count']``, ``.extra...`` ``['extra']...``."""
+    if optimizer is None or optimizer.rule is None:
+        raise ValueError(
+            "this checkpoint is of format 1 (mxjax before the layout-independent form): "
+            "load it with optimizer= (its slot names convert the state)"
+        )
+    slot_names = (*optimizer.rule.slots, MASTER)
+    names = _param_paths(like)
+    key = lambda *ks: jax.tree_util.keystr(tuple(map(jax.tree_util.DictKey, ks)))  # noqa: E731
+    out = []
+    for spec in specs:
+        p = spec["path"]
+        if p.startswith((".slots.leaves", ".slots.groups")):
+            raise ValueError(
+                "this checkpoint is of format 1 and holds a multi-tensor state in the "
+                "old flat layout, which this mxjax does not convert: resume it with the "
+                "mxjax that wrote it, or save it again without multi_tensor"
+            )
+        field = re.match(r"\.(count|skipped|extra|slots)", p)
+        slot = re.fullmatch(r"\.slots(.*)\[(\d+)\]", p)
+        if slot and slot.group(1) in names and int(slot.group(2)) < len(slot_names):
+            path = key("slots", names[slot.group(1)], slot_names[int(slot.group(2))])
+        elif field and field.group(1) != "slots":
+            path = key(field.group(1)) + p[field.end() :]
+        else:
+            path = p  # reported as not expected by _unflatten
+        out.append({**spec, "path": path})
+    return out
 
 
 def load(
@@ -410,7 +510,20 @@ def load(
                 "like_params"
             )
         like_state = jax.eval_shape(optimizer.init, like_params)
-    state = _unflatten("state", meta["state"], arrays, like_state)
+    specs = meta["state"]
+    if meta["version"] == 1 and isinstance(like_state, OptState):
+        specs = _specs_of_format_1(specs, like_state, optimizer)
+    elif meta.get("state_form", "tree") != "tree" and not isinstance(like_state, OptState):
+        raise ValueError(
+            "the checkpoint holds an mxjax optimizer state (by parameter name): load it "
+            "with an OptState template (like_state=opt.init(params), or optimizer and "
+            f"like_params), not a {type(like_state).__name__}"
+        )
+    if isinstance(like_state, OptState):
+        by_name = _unflatten("state", specs, arrays, _by_name_like(like_state))
+        state = _into_layout(by_name, like_state)
+    else:
+        state = _unflatten("state", specs, arrays, like_state)
     params = None
     if like_params is not None and meta["params"] is not None:
         params = _unflatten("params", meta["params"], arrays, like_params)

@@ -137,14 +137,21 @@ class Rule:
     per_leaf_scalars: bool = False
 
 
+MASTER = "weight_master_copy"  # the slot name of a multi_precision master copy (MXNet's)
+
+
 class OptState(NamedTuple):
     """The state of every mxjax optimizer.
 
     Attributes:
       count: int32 scalar, MXNet's ``num_update`` (``begin_num_update`` before the first
         update).
-      slots: a tree with the params' structure whose leaves are tuples of the leaf's slot
-        arrays; the float32 master copy comes last under ``multi_precision``.
+      slots: per-leaf layout: ``{slot name: tree}``, one tree with the params' structure
+        per slot of the rule (``state.slots["mean"]["w"]``), as optax keeps its moments;
+        under ``multi_precision`` also ``"weight_master_copy"``, the float32 copies, with
+        ``None`` at the leaves that have none (float32 and float64 leaves). Multi-tensor
+        layout: a :class:`~mxjax.optimizer.MultiSlots`. Read either, by parameter name,
+        with ``opt.slots(state)``.
       extra: optimizer-global state (``None`` for most optimizers).
       skipped: int32 scalar, steps skipped for non-finite gradients (``skip_nonfinite``).
     """
@@ -177,6 +184,13 @@ def _no_packing(params: Params) -> Packed:
     )
 
 
+def _no_slots(*args: Any, **kwargs: Any) -> Any:
+    raise NotImplementedError(
+        "this optimizer was not built by from_rule(): its state has no per-parameter "
+        "slots view"
+    )
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Optimizer:
     """A pure optimizer: ``state = opt.init(params)``,
@@ -195,6 +209,18 @@ class Optimizer:
       pack: ``params -> Packed``: the leaves in flat buffers, one per group of the
         multi-tensor layout (:mod:`mxjax.optimizer._packed`); ``init`` and ``update``
         accept the result in place of ``params`` (and of ``grads``).
+      slots: ``state -> {parameter name: {slot name: array}}``: the per-parameter state
+        in the parameter's shape, whatever the layout (per-leaf, ``multi_tensor=True``
+        or packed); names as :func:`~mxjax.optimizer.leaf_names` gives them, slots as
+        ``rule.slots`` names them, plus ``"weight_master_copy"`` under
+        ``multi_precision``. Parameters without slots are absent.
+      state_from_slots: ``(slots, params, *, count=None, extra=None, skipped=0) ->
+        state``: the inverse of ``slots``: the state this optimizer's layout keeps for
+        ``params`` (arrays or ``jax.ShapeDtypeStruct``; a ``Packed`` gives the packed
+        layout's state), holding ``slots`` (every slot of every parameter, each of
+        exactly the shape and dtype ``init`` makes), ``count`` (``num_update``;
+        ``begin_num_update`` when ``None``) and ``extra`` (the rule's ``init_extra()``
+        when ``None``).
     """
 
     init: Callable[[Params], PyTree]
@@ -203,6 +229,8 @@ class Optimizer:
     hyperparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     rule: Rule | None = None
     pack: Callable[[Params], Packed] = _no_packing
+    slots: Callable[[PyTree], dict[str, dict[str, jax.Array]]] = _no_slots
+    state_from_slots: Callable[..., PyTree] = _no_slots
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparams.items())
@@ -425,18 +453,33 @@ class _Leaf(NamedTuple):
     wd_mult: float
 
 
+def leaf_dtype(what: str, name: str, leaf: Any) -> jnp.dtype:
+    """The dtype JAX gives ``leaf`` (a Python float is float32, or float64 under
+    ``jax_enable_x64``; a NumPy float64 array float32 without it); ``TypeError`` naming
+    the leaf and its type unless it is a real floating-point value."""
+    try:
+        dtype = jnp.dtype(jnp.result_type(leaf))
+    except TypeError:
+        dtype = None
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        kind = f"dtype {dtype}" if dtype is not None else f"type {type(leaf).__name__}"
+        raise TypeError(
+            f"{what} {name!r} has {kind}; expected a floating-point array or a Python "
+            "float"
+        )
+    return dtype
+
+
 def _leaf_info(rule: Rule, cfg: _Config, names: list[str], leaves: list) -> list[_Leaf]:
     for kind, mult in (("lr_mult", cfg.lr_mult), ("wd_mult", cfg.wd_mult)):
         unknown = sorted(set(mult) - set(names))
-        if unknown:
+        if unknown and names:  # a tree without leaves: optax's tree_map_params probe
             raise ValueError(
                 f"{kind} names {unknown} match no parameter; parameters are {names}"
             )
     out = []
     for name, leaf in zip(names, leaves):
-        dtype = jnp.dtype(leaf.dtype)
-        if not jnp.issubdtype(dtype, jnp.floating):
-            raise TypeError(f"parameter {name!r} has dtype {dtype}; expected a float")
+        dtype = leaf_dtype("parameter", name, leaf)
         low = dtype in LOW_PRECISION
         master = low and cfg.multi_precision
         compute = jnp.dtype(jnp.float32) if master or (
@@ -466,16 +509,24 @@ def _flatten_named(params: Params, what: str) -> tuple[list[str], list, Any]:
 
 
 def _slot_dtype(rule: Rule, info: _Leaf) -> jnp.dtype:
-    return jnp.dtype(jnp.float32) if rule.state_dtype == "float32" else info.compute
+    if rule.state_dtype == "float32":  # at least float32 (float64 stays float64)
+        return jnp.promote_types(jnp.float32, info.compute)
+    return info.compute
 
 
 def _init_leaf(
     rule: Rule, info: _Leaf, w: jax.Array | jax.ShapeDtypeStruct
 ) -> tuple[jax.Array, ...]:
     """A leaf's initial slots. ``w`` may be a ``ShapeDtypeStruct`` when the slots do not
-    depend on the weight's values (zeros, no master copy): see :func:`needs_values`."""
+    depend on the weight's values (zeros, no master copy): see :func:`needs_values`.
+    Zeros are ``zeros_like(w)``, so they keep an array's sharding (as optax's do)."""
+    dtype = _slot_dtype(rule, info)
+    if isinstance(w, jax.ShapeDtypeStruct):
+        zeros = lambda: jnp.zeros(w.shape, dtype)  # noqa: E731
+    else:
+        zeros = lambda: jnp.zeros_like(w, dtype=dtype)  # noqa: E731
     if not needs_values(rule, info):
-        return tuple(jnp.zeros(jnp.shape(w), _slot_dtype(rule, info)) for _ in rule.slots)
+        return tuple(zeros() for _ in rule.slots)
     w = jnp.asarray(w)
     wc = w.astype(info.compute)
     if rule.init_slots is not None:
@@ -483,7 +534,7 @@ def _init_leaf(
         # state are donated together.
         slots = tuple(jnp.array(x, copy=True) for x in rule.init_slots(wc))
     else:
-        slots = tuple(jnp.zeros(w.shape, _slot_dtype(rule, info)) for _ in rule.slots)
+        slots = tuple(zeros() for _ in rule.slots)
     if info.master:
         slots = (*slots, wc)
     return slots
@@ -520,28 +571,60 @@ def _check_update_trees(
                 f"gradient of parameter {name!r} has shape {jnp.shape(g)}, the "
                 f"parameter has shape {jnp.shape(w)}"
             )
-        if jnp.result_type(g) != jnp.result_type(w):
-            raise TypeError(
-                f"gradient of parameter {name!r} has dtype {jnp.result_type(g)}, the "
-                f"parameter has dtype {jnp.result_type(w)}"
-            )
+        leaf_dtype("gradient of parameter", name, g)
     return g_flat
 
 
-def _slots_per_leaf(treedef: Any, slots: PyTree) -> list:
+def _as_compute(infos: list[_Leaf], g_leaves: list) -> list:
+    """Each gradient as an array of its leaf's compute dtype: a gradient of another
+    float dtype (bfloat16 gradients of float32 parameters) is cast, as optax computes
+    in the parameter's dtype. Gradients of the right dtype are untouched."""
+    out = []
+    for info, g in zip(infos, g_leaves):
+        g = jnp.asarray(g)
+        out.append(g if g.dtype in (info.dtype, info.compute) else g.astype(info.compute))
+    return out
+
+
+def _slot_names(rule: Rule, cfg: _Config) -> tuple[str, ...]:
+    """The keys of a per-leaf ``state.slots`` (and of each parameter's slots view)."""
+    return rule.slots + ((MASTER,) if cfg.multi_precision else ())
+
+
+def _slots_per_leaf(treedef: Any, slots: PyTree, names: tuple[str, ...]) -> list:
+    """Per leaf, the tuple of its slots (master copy last) from ``{name: tree}``."""
     if type(slots).__name__ == "MultiSlots":
         raise ValueError(
             "state.slots is a multi-tensor state (from init() of an optimizer created "
             "with multi_tensor=True); this optimizer does not fit it: it keeps per-leaf "
             "slots (multi_tensor=False, or a rule that is not elementwise)"
         )
+    if not isinstance(slots, Mapping) or sorted(slots) != sorted(names):
+        got = sorted(slots) if isinstance(slots, Mapping) else type(slots).__name__
+        raise ValueError(
+            f"state.slots does not match this optimizer: expected the slots "
+            f"{sorted(names)}, got {got} (a state from another optimizer, or from an "
+            "older mxjax? see opt.state_from_slots)"
+        )
     try:
-        return treedef.flatten_up_to(slots)
+        per_slot = [treedef.flatten_up_to(slots[k]) for k in names]
     except (ValueError, TypeError) as e:
         raise ValueError(
             "state.slots does not match the params' tree: was the state made by "
             f"init() on other parameters? ({str(e)[:300]})"
         ) from None
+    per_leaf = zip(*per_slot) if per_slot else ((),) * treedef.num_leaves
+    return [tuple(x for x in s if x is not None) for s in per_leaf]
+
+
+def _slots_by_name(treedef: Any, per_leaf: list, names: tuple[str, ...]) -> dict:
+    """``{slot name: params-shaped tree}`` from the per-leaf slot tuples (``None`` for
+    a missing master copy)."""
+    out = {}
+    for k, name in enumerate(names):
+        col = [s[k] if k < len(s) else None for s in per_leaf]
+        out[name] = jax.tree_util.tree_unflatten(treedef, col)
+    return out
 
 
 @functools.lru_cache(maxsize=4096)
@@ -625,8 +708,8 @@ def apply_rule(
         *rest, w_c = slots
         slots = tuple(rest)
     else:
-        w_c = w.astype(info.compute)
-    g_c = g.astype(info.compute)
+        w_c = jnp.asarray(w).astype(info.compute)
+    g_c = jnp.asarray(g).astype(info.compute)
     decay = cfg.wd * info.wd_mult != 0.0
     h = Hyper(
         lr=(lr * info.lr_mult if info.lr_mult != 1.0 else lr).astype(info.compute),
@@ -649,28 +732,39 @@ def apply_rule(
     elif rule.wd_mode == "kernel":
         g_c = rescale_clip(g_c, h)
     w_new, slots_new = rule.kernel(w_c, g_c, slots, h)
-    slots_new = tuple(slots_new)
+    # the state keeps init's types: a kernel computing in another dtype than a slot's
+    # (float64 with float32 slots, a Python scalar) must not change the carry's type
+    slots_new = tuple(
+        new if jnp.result_type(new) == old.dtype and not _weak(new) else
+        jnp.asarray(new).astype(old.dtype)
+        for new, old in zip(slots_new, slots, strict=True)
+    )
     if info.master:
         slots_new = (*slots_new, w_new)
     return unfused(w_new).astype(info.dtype), slots_new
 
 
+def _weak(x: Any) -> bool:
+    return not hasattr(x, "dtype") or bool(getattr(x, "weak_type", False))
+
+
 class _PerLeaf:
-    """The reference state layout: each leaf's slots, in the leaf's shape."""
+    """The reference state layout: ``{slot name: params-shaped tree}``."""
 
     def __init__(self, rule: Rule, cfg: _Config):
         self.rule, self.cfg = rule, cfg
+        self.names = _slot_names(rule, cfg)
 
     def init(self, infos: list[_Leaf], leaves: list, treedef: Any) -> PyTree:
         slots = [_init_leaf(self.rule, i, w) for i, w in zip(infos, leaves)]
-        return jax.tree_util.tree_unflatten(treedef, slots)
+        return _slots_by_name(treedef, slots, self.names)
 
     def fits(self, infos: list[_Leaf], layout: Layout) -> bool:
         """Packed parameters never fit per-leaf slots: they are unpacked to update."""
         return False
 
     def check(self, infos: list[_Leaf], leaves: list, treedef: Any, slots: PyTree) -> None:
-        for info, w, s in zip(infos, leaves, _slots_per_leaf(treedef, slots)):
+        for info, w, s in zip(infos, leaves, _slots_per_leaf(treedef, slots, self.names)):
             _check_slots(self.rule, info, w, s)
 
     def step(
@@ -683,14 +777,93 @@ class _PerLeaf:
         **kw: Any,
     ) -> tuple[list, PyTree]:
         new_params, new_slots = [], []
-        per_leaf = _slots_per_leaf(treedef, slots)
+        per_leaf = _slots_per_leaf(treedef, slots, self.names)
         for j, (info, w, g, s) in enumerate(zip(infos, p_leaves, g_leaves, per_leaf)):
             w_new, s_new = apply_rule(
                 self.rule, self.cfg, info, w, g, s, index=j, num_leaves=len(p_leaves), **kw
             )
             new_params.append(w_new)
             new_slots.append(s_new)
-        return new_params, jax.tree_util.tree_unflatten(treedef, new_slots)
+        return new_params, _slots_by_name(treedef, new_slots, self.names)
+
+
+def slots_view(slots: PyTree) -> dict[str, dict[str, jax.Array]]:
+    """``{parameter name: {slot name: array}}`` of a ``state.slots`` of any layout
+    (see ``Optimizer.slots``): a multi-tensor state's own view, else the per-leaf
+    ``{slot name: params-shaped tree}`` regrouped by parameter."""
+    view = getattr(slots, "by_param", None)
+    if view is not None:
+        return view()
+    if _is_no_leaves(slots):
+        return {}
+    if not isinstance(slots, Mapping):
+        raise TypeError(f"not the slots of an mxjax state: {type(slots).__name__}")
+    out: dict[str, dict[str, jax.Array]] = {}
+    paths: dict[str, str] = {}
+    for slot, tree in slots.items():
+        for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]:
+            name, where = path_name(path), jax.tree_util.keystr(path)
+            if paths.setdefault(name, where) != where:
+                raise ValueError(
+                    f"parameters {paths[name]} and {where} share the name {name!r}: "
+                    "their slots cannot be told apart by name"
+                )
+            out.setdefault(name, {})[slot] = x
+    return out
+
+
+def _is_no_leaves(slots: PyTree) -> bool:
+    """The multi-tensor ``state.slots`` of a tree without leaves: one empty array."""
+    return not isinstance(slots, Mapping) and jnp.shape(slots) == (0,)
+
+
+def take_slot(by_param: Mapping, name: str, slot: str, like: Any) -> jax.Array:
+    """``by_param[name][slot]`` as an array of ``like``'s shape and dtype, else a
+    ``ValueError`` naming the parameter and the slot."""
+    try:
+        x = by_param[name][slot]
+    except (KeyError, TypeError):
+        raise ValueError(f"no slot {slot!r} given for parameter {name!r}") from None
+    x = jnp.asarray(x)
+    if (x.shape, x.dtype) != (tuple(like.shape), jnp.dtype(like.dtype)):
+        raise ValueError(
+            f"slot {slot!r} of parameter {name!r} is {x.dtype}{list(x.shape)}; this "
+            f"state keeps it as {jnp.dtype(like.dtype)}{list(like.shape)}"
+        )
+    return x
+
+
+def fill_slots(template: PyTree, by_param: Mapping) -> PyTree:
+    """The inverse of :func:`slots_view`: ``template`` (a ``state.slots``, arrays or
+    ``jax.ShapeDtypeStruct``) with every slot taken from ``by_param``, each checked
+    against the template's shape and dtype. Refuses a parameter or slot the template
+    lacks."""
+    if not isinstance(by_param, Mapping) or not all(
+        isinstance(d, Mapping) for d in by_param.values()
+    ):
+        raise TypeError(
+            "slots must be {parameter name: {slot name: array}}, got "
+            f"{type(by_param).__name__}"
+        )
+    want = jax.eval_shape(slots_view, template)
+    extra = sorted(
+        f"{n}/{k}" for n, d in by_param.items() for k in d if k not in want.get(n, {})
+    )
+    if extra:
+        have = {n: sorted(d) for n, d in want.items()}
+        raise ValueError(f"slots given that this state does not have: {extra}; it has {have}")
+    take = lambda name, slot, like: take_slot(by_param, name, slot, like)  # noqa: E731
+    filled = getattr(template, "filled", None)
+    if filled is not None:
+        return filled(take)
+    if _is_no_leaves(template):
+        return jnp.zeros((0,), template.dtype)
+    return {
+        slot: jax.tree_util.tree_map_with_path(
+            lambda path, like, slot=slot: take(path_name(path), slot, like), tree
+        )
+        for slot, tree in template.items()
+    }
 
 
 def _multi_layout(rule: Rule, cfg: _Config) -> Any:
@@ -726,6 +899,12 @@ def from_rule(
             f"are {sorted(Common.__annotations__)}"
         )
     cfg = _config(rule, learning_rate, common)
+    if len(set(rule.slots)) != len(rule.slots) or MASTER in rule.slots or not all(
+        isinstance(k, str) for k in rule.slots
+    ):
+        raise ValueError(
+            f"Rule.slots must be distinct names (str), not {MASTER!r}; got {rule.slots!r}"
+        )
 
     flat = rule.elementwise or rule.per_leaf_scalars
     layout = _multi_layout(rule, cfg) if cfg.multi_tensor and flat else (
@@ -793,6 +972,7 @@ def from_rule(
             names, p_leaves, treedef = _flatten_named(params, "params")
             infos = _leaf_info(rule, cfg, names, p_leaves)
             g_leaves = _check_update_trees(names, treedef, p_leaves, grads, state)
+            g_leaves = _as_compute(infos, g_leaves)
         layout.check(infos, p_leaves, treedef, state.slots)
         _check_extra(rule, state.extra)
 
@@ -826,12 +1006,50 @@ def from_rule(
             )
         return new_params, new_state
 
+    def slots(state: OptState) -> dict[str, dict[str, jax.Array]]:
+        _check_state(state)
+        return slots_view(state.slots)
+
+    def state_from_slots(
+        slots: Mapping[str, Mapping[str, Any]],
+        params: Params,
+        *,
+        count: Any = None,
+        extra: PyTree = None,
+        skipped: Any = 0,
+    ) -> OptState:
+        if not isinstance(slots, Mapping):
+            raise TypeError(
+                f"slots must be {{parameter name: {{slot name: array}}}}, got "
+                f"{type(slots).__name__}"
+            )
+        with warnings.catch_warnings():  # init's warning is for init's callers
+            warnings.simplefilter("ignore")
+            template = jax.eval_shape(init, params)
+        state = OptState(
+            count=jnp.asarray(cfg.begin_num_update if count is None else count, jnp.int32),
+            slots=fill_slots(template.slots, slots),
+            extra=(None if rule.init_extra is None else rule.init_extra())
+            if extra is None
+            else extra,
+            skipped=jnp.asarray(skipped, jnp.int32),
+        )
+        _check_extra(rule, state.extra)
+        return state
+
     hp = dict(hyperparams or {})
     if learning_rate is not None:
         hp.setdefault("learning_rate", learning_rate)
     hp.update(common)
     return Optimizer(
-        init=init, update=update, name=name, hyperparams=hp, rule=rule, pack=pack
+        init=init,
+        update=update,
+        name=name,
+        hyperparams=hp,
+        rule=rule,
+        pack=pack,
+        slots=slots,
+        state_from_slots=state_from_slots,
     )
 
 

@@ -35,7 +35,7 @@ for every eligible optimizer, and by the MXNet parity replay).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -49,6 +49,7 @@ from ._base import (
     _expected_slots,
     _init_leaf,
     _Leaf,
+    _slot_names,
     apply_rule,
     needs_values,
 )
@@ -67,18 +68,23 @@ class Ungrouped:
       layout: (static) the :class:`~mxjax.optimizer._packed.Layout` of the parameters
         the state was made for: updates check it, once per trace. (A tree of ``()``
         per grouped leaf would cost JAX a sort of every name on every call.)
+      names: (static) the slot names (``Rule.slots``, then ``"weight_master_copy"``
+        under ``multi_precision``), for :meth:`MultiSlots.by_param`.
     """
 
-    def __init__(self, slots: Sequence, layout: Layout):
+    def __init__(self, slots: Sequence, layout: Layout, names: tuple[str, ...] = ()):
         self.slots = tuple(slots)
         self.layout = layout
+        self.names = tuple(names)
 
-    def tree_flatten(self) -> tuple[tuple, Layout]:
-        return (self.slots,), self.layout
+    def tree_flatten(self) -> tuple[tuple, tuple[Layout, tuple[str, ...]]]:
+        return (self.slots,), (self.layout, self.names)
 
     @classmethod
-    def tree_unflatten(cls, layout: Layout, children: Sequence) -> Ungrouped:
-        return cls(children[0], layout)
+    def tree_unflatten(
+        cls, aux: tuple[Layout, tuple[str, ...]], children: Sequence
+    ) -> Ungrouped:
+        return cls(children[0], *aux)
 
     def __repr__(self) -> str:
         return f"Ungrouped({self.slots!r}, {len(self.layout.names)} leaves)"
@@ -94,6 +100,53 @@ class MultiSlots(NamedTuple):
 
     leaves: Ungrouped
     groups: tuple[tuple[jax.Array, ...], ...]
+
+    def by_param(self) -> dict[str, dict[str, jax.Array]]:
+        """``{parameter name: {slot name: array}}``, each slot in its parameter's shape
+        (slices of the flat buffers): ``Optimizer.slots``."""
+        lay, names = self.leaves.layout, self.leaves.names
+        per_leaf: dict[int, tuple] = {}
+        for members, flat in zip(lay.groups, self.groups):
+            starts = np.cumsum([0, *numels(lay.shapes[j] for j in members)])
+            for j, a, b in zip(members, starts[:-1], starts[1:]):
+                per_leaf[j] = tuple(
+                    lax.slice(x.reshape(-1), (int(a),), (int(b),)).reshape(lay.shapes[j])
+                    for x in flat
+                )
+        rest = iter(self.leaves.slots)
+        out: dict[str, dict[str, jax.Array]] = {}
+        for j, name in enumerate(lay.names):
+            slots = per_leaf[j] if j in per_leaf else next(rest)
+            if slots:
+                out[name] = dict(zip(names, slots))
+        return out
+
+    def filled(self, take: Callable[[str, str, Any], jax.Array]) -> MultiSlots:
+        """This state's structure holding ``take(parameter, slot, like)`` for every
+        slot (``like`` has the slot's shape and dtype): the inverse of
+        :meth:`by_param`."""
+        lay, names = self.leaves.layout, self.leaves.names
+        like = jax.eval_shape(lambda s: s.by_param(), self)
+        get = lambda j: [  # noqa: E731
+            take(lay.names[j], k, v) for k, v in like[lay.names[j]].items()
+        ] if lay.names[j] in like else []
+        grouped = {j for members in lay.groups for j in members}
+        ungrouped = [tuple(get(j)) for j in range(len(lay.names)) if j not in grouped]
+        groups = []
+        for members, flat in zip(lay.groups, self.groups):
+            per_leaf = [get(j) for j in members]
+            groups.append(
+                tuple(
+                    _concat([s[k] for s in per_leaf], x.shape)
+                    for k, x in enumerate(flat)
+                )
+            )
+        return MultiSlots(Ungrouped(ungrouped, lay, names), tuple(groups))
+
+
+def _no_leaves() -> jax.Array:
+    """The multi-tensor ``state.slots`` of a tree without leaves (see ``init``)."""
+    return jnp.zeros((0,), jnp.float32)
 
 
 class _Group(NamedTuple):
@@ -173,11 +226,19 @@ class MultiTensor:
 
     def __init__(self, rule: Rule, cfg: _Config):
         self.rule, self.cfg = rule, cfg
+        self.names = _slot_names(rule, cfg)
 
     def init(
         self, infos: list[_Leaf], leaves: list, treedef: Any, values: Sequence | None = None
-    ) -> MultiSlots:
-        """``values``: the groups' weights already flat (a :class:`Packed`'s buffers)."""
+    ) -> MultiSlots | jax.Array:
+        """``values``: the groups' weights already flat (a :class:`Packed`'s buffers).
+
+        A tree without leaves gets one empty array: a leaf where every
+        other tree's state has a :class:`MultiSlots`, so that optax's
+        ``tree_map_params`` (which calls ``init`` on a tree without leaves) sees the
+        flat buffers as state that is not parameter-shaped."""
+        if not leaves:
+            return _no_leaves()
         groups = plan(infos, leaves)
         grouped = {j for gr in groups for j in gr.members}
         ungrouped = Ungrouped(
@@ -187,6 +248,7 @@ class MultiTensor:
                 if j not in grouped
             ],
             _layout(groups, leaves, treedef),
+            self.names,
         )
         flat = []
         for k, gr in enumerate(groups):
@@ -216,11 +278,18 @@ class MultiTensor:
                 if j not in grouped
             ],
             _layout(groups, leaves, treedef),
+            self.names,
         )
         flat = tuple(spec(gr.info, gr.shape, gr.info.dtype) for gr in groups)
         return MultiSlots(ungrouped, flat)
 
     def check(self, infos: list[_Leaf], leaves: list, treedef: Any, slots: Any) -> None:
+        if not leaves:
+            if jnp.shape(slots) != (0,):
+                raise ValueError(
+                    f"state.slots does not fit these parameters (no leaves): {slots!r}"
+                )
+            return
         want = self._expected(infos, leaves, treedef)
         aval = lambda x: (tuple(jnp.shape(x)), str(jnp.result_type(x)))  # noqa: E731
         ok = isinstance(slots, MultiSlots) and isinstance(slots.leaves, Ungrouped)
@@ -366,6 +435,8 @@ class MultiTensor:
         **kw: Any,
     ) -> tuple[list, MultiSlots]:
         n = len(p_leaves)
+        if not n:
+            return [], slots
         groups = plan(infos, p_leaves)
         new_params: list = [None] * n
         new_groups = []
@@ -397,7 +468,7 @@ class MultiTensor:
                 **kw,
             )
             new_ungrouped.append(s_new)
-        leaves = Ungrouped(new_ungrouped, slots.leaves.layout)
+        leaves = Ungrouped(new_ungrouped, slots.leaves.layout, self.names)
         return new_params, slots._replace(leaves=leaves, groups=tuple(new_groups))
 
     def fits(self, infos: list[_Leaf], layout: Layout) -> bool:

@@ -92,7 +92,7 @@ class Layout:
             treedef,
             tuple(path_name(p) for p, _ in flat),
             tuple(tuple(int(d) for d in jnp.shape(x)) for _, x in flat),
-            tuple(str(jnp.dtype(x.dtype)) for _, x in flat),
+            tuple(str(jnp.result_type(x)) for _, x in flat),
             tuple(tuple(int(j) for j in g) for g in groups),
         )
         # one object per layout: jit compares a state's or a Packed's layout on every
@@ -108,15 +108,22 @@ class Layout:
         """The sizes of the leaves of buffer ``group``, in order."""
         return numels(self.shapes[j] for j in self.groups[group])
 
-    def pack(self, tree: PyTree, what: str = "tree") -> Packed:
-        """``tree`` (this layout's structure, shapes and dtypes) laid out in buffers."""
+    def pack(self, tree: PyTree, what: str = "tree", cast: bool = False) -> Packed:
+        """``tree`` (this layout's structure, shapes and dtypes) laid out in buffers.
+        ``cast``: a float leaf of another dtype is cast to the layout's (gradients)."""
         flat, treedef = jax.tree_util.tree_flatten(tree)
         if treedef != self.treedef:
             raise ValueError(
                 f"{what} does not have the packed parameters' tree structure:\n "
                 f"{what}: {treedef}\n packed: {self.treedef}"
             )
-        for name, x, shape, dtype in zip(self.names, flat, self.shapes, self.dtypes):
+        for j, (name, x, shape, dtype) in enumerate(
+            zip(self.names, flat, self.shapes, self.dtypes)
+        ):
+            if cast and str(jnp.result_type(x)) != dtype and jnp.issubdtype(
+                jnp.result_type(x), jnp.floating
+            ):
+                x = flat[j] = jnp.asarray(x).astype(dtype)
             if tuple(jnp.shape(x)) != shape or str(jnp.result_type(x)) != dtype:
                 raise ValueError(
                     f"{what}: leaf {name!r} is {jnp.result_type(x)}{list(jnp.shape(x))}, "
@@ -145,7 +152,7 @@ class Layout:
                     "params.unpack())"
                 )
             return grads
-        return self.pack(grads, "grads")
+        return self.pack(grads, "grads", cast=True)
 
 
 def numels(shapes: Iterable[tuple[int, ...]]) -> list[int]:

@@ -83,7 +83,7 @@ def test_other_param_tree_names_the_leaves(saved):
 def test_other_shape_names_leaf_and_both_shapes(saved):
     path, opt, _, _ = saved
     msg = load_error(path, optimizer=opt, like_params=params_like(shape_w=(4, 3)))
-    assert "state leaf .slots['w'][0]" in msg
+    assert "state leaf ['slots']['w']['mean']" in msg
     assert "shape (3, 4)" in msg and "expected shape (4, 3)" in msg
 
 
@@ -99,7 +99,7 @@ def test_state_of_another_optimizer_is_refused_by_tree(saved):
     path, _, params, _ = saved
     sgd = mx.optimizer.create("sgd", momentum=0.9)
     msg = load_error(path, like_state=sgd.init(params))
-    assert ".slots['w'][1]" in msg and "not expected" in msg
+    assert "['slots']['w']['var']" in msg and "not expected" in msg
 
 
 def test_load_needs_a_template(saved):

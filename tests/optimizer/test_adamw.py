@@ -36,7 +36,7 @@ def test_adabelief_adds_epsilon_to_s_every_step():
     state = opt.init(p)
     for _ in range(3):
         p, state = opt.update(g, state, p)
-    (s,) = [x[1] for x in state.slots.values()]
+    s = state.slots["var"]["w"]
     np.testing.assert_allclose(s[0], [1e-3 * (1 + 0.999 + 0.999**2)], rtol=1e-5)
 
 

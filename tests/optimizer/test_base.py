@@ -205,19 +205,19 @@ def test_mismatched_trees_are_refused_at_trace_time_naming_the_leaf(name):
         step({"fc_weight": g["fc_weight"]}, state, p)
     with pytest.raises(ValueError, match="'fc_bias'.*shape"):
         step({**g, "fc_bias": shaped(name, jnp.ones(5))}, state, p)
-    with pytest.raises(TypeError, match="'bn_gamma'.*dtype"):
-        step({**g, "bn_gamma": g["bn_gamma"].astype(jnp.float16)}, state, p)
+    with pytest.raises(TypeError, match="'bn_gamma'.*dtype int32"):  # a float is cast
+        step({**g, "bn_gamma": g["bn_gamma"].astype(jnp.int32)}, state, p)
     if jax.tree.leaves(state.slots):  # a stateless optimizer has nothing to mismatch
         other = {**p, "fc_bias": shaped(name, jnp.ones(9))}
         with pytest.raises(ValueError, match="'fc_bias'"):
             step({**g, "fc_bias": other["fc_bias"]}, state, other)
-    with pytest.raises(ValueError, match="tree"):
-        step(g, opt.init(shaped(name, {"x": jnp.ones(3)})), p)
+        with pytest.raises(ValueError, match="tree"):
+            step(g, opt.init(shaped(name, {"x": jnp.ones(3)})), p)
 
 
 def test_state_from_another_optimizer_is_refused():
     p, g = params_and_grads()
-    with pytest.raises(ValueError, match="'bn_gamma'.*does not fit"):
+    with pytest.raises(ValueError, match=r"expected the slots \['mean', 'var'\], got \['momentum'\]"):
         mx.optimizer.adam().update(g, mx.optimizer.sgd(momentum=0.9).init(p), p)
 
 

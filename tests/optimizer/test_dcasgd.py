@@ -13,9 +13,9 @@ def test_dcasgd_state_starts_at_the_weight_and_tracks_it():
     opt = mx.optimizer.dcasgd(learning_rate=0.1)
     w = jnp.array([1.0, -2.0])
     state = opt.init(w)
-    np.testing.assert_array_equal(state.slots[0], w)
+    np.testing.assert_array_equal(state.slots["previous_weight"], w)
     new, state = opt.update(jnp.array([1.0, 1.0]), state, w)
-    np.testing.assert_array_equal(state.slots[0], w)  # w_prev = the weight before
+    np.testing.assert_array_equal(state.slots["previous_weight"], w)  # w_prev = the weight before
     np.testing.assert_allclose(new, w - 0.1, rtol=1e-6)  # first step: plain SGD
 
 
@@ -40,7 +40,7 @@ def test_dcasgd_momentum_accumulates_the_step():  # [Q12]: MXNet 1.9.1 crashes h
     w2, state = opt.update(g, state, w1)
     np.testing.assert_allclose(w1, [1.0 - lr], rtol=1e-6)
     np.testing.assert_allclose(w2, [1.0 - lr - (mu * lr + lr)], rtol=1e-6)
-    np.testing.assert_allclose(state.slots[0], [-(mu * lr + lr)], rtol=1e-6)
+    np.testing.assert_allclose(state.slots["momentum"], [-(mu * lr + lr)], rtol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ def test_ftml_first_step_by_hand():
     d = (1 - b1) / lr * (np.sqrt(v / (1 - np.float32(b2))) + eps)  # eps outside sqrt
     z = (1 - b1) * gh - d * w
     np.testing.assert_allclose(new, [-z / d], rtol=1e-5)
-    np.testing.assert_allclose(state.slots[0][0], [d], rtol=1e-5)
+    np.testing.assert_allclose(state.slots["d"], [d], rtol=1e-5)
 
 
 @pytest.mark.parametrize(

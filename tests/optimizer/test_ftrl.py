@@ -55,7 +55,7 @@ def test_ftrl_state_is_float32_for_low_precision_weights():
     w = jnp.ones((2, 3), jnp.bfloat16)
     with pytest.warns(UserWarning, match="Accumulating"):
         state = opt.init(w)
-    assert all(s.dtype == jnp.float32 for s in state.slots)
+    assert all(s.dtype == jnp.float32 for s in state.slots.values())
     new, _ = opt.update(w, state, w)
     assert new.dtype == jnp.bfloat16
 

@@ -15,10 +15,11 @@ def test_groupadagrad_keeps_one_history_value_per_row():
     w = jnp.zeros((2, 3))
     g = jnp.array([[1.0, 2.0, 2.0], [0.0, 3.0, 0.0]])
     state = opt.init(w)
-    assert state.slots[0].shape == (2, 1) and state.slots[0].dtype == jnp.float32
+    hist = state.slots["history"]
+    assert hist.shape == (2, 1) and hist.dtype == jnp.float32
     new, state = opt.update(g, state, w)
     h = np.array([[3.0], [3.0]])  # mean of squares per row
-    np.testing.assert_allclose(state.slots[0], h)
+    np.testing.assert_allclose(state.slots["history"], h)
     np.testing.assert_allclose(new, -lr * np.asarray(g) / np.sqrt(h + eps), rtol=1e-6)
 
 

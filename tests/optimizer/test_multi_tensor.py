@@ -213,7 +213,7 @@ def test_chunks_of_leaves_share_the_group_buffers() -> None:
     leaves_equal(p, q)
     ((m, v),) = s.slots.groups
     np.testing.assert_array_equal(
-        np.asarray(m).ravel(), np.concatenate([np.ravel(x[0]) for x in jax.tree.leaves(r.slots, is_leaf=lambda x: isinstance(x, tuple))])
+        np.asarray(m).ravel(), np.concatenate([np.ravel(x) for x in jax.tree.leaves(r.slots["mean"])])
     )
 
 

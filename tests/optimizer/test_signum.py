@@ -38,8 +38,8 @@ def test_signum_wd_lh_is_decoupled_and_momentum_is_negative_ema():
     w, g = jnp.array([1.0]), jnp.array([-3.0])
     state = opt.init(w)
     new, state = opt.update(g, state, w)
-    (mom,) = state.slots
-    np.testing.assert_allclose(mom[0], [-(0.1) * (0.2 * 1.0 - 3.0)], rtol=1e-6)
+    mom = state.slots["momentum"]
+    np.testing.assert_allclose(mom, [-(0.1) * (0.2 * 1.0 - 3.0)], rtol=1e-6)
     np.testing.assert_allclose(new, [(1 - 0.1 * 0.5) * 1.0 + 0.1], rtol=1e-6)
 
 

@@ -46,10 +46,11 @@ def main(names: list[str]) -> None:
             p, s = compiled(p, s, g)
         for k in shapes:  # every parameter keeps its sharding
             assert p[k].sharding.is_equivalent_to(shard[k], len(shapes[k])), (name, k)
-        # Every state slot shaped like a parameter is sharded like it (no full replica).
-        flat_s = jax.tree_util.tree_flatten_with_path(s.slots)[0]
+        # Every state slot shaped like a parameter is sharded like it (no full replica),
+        # from init on (slots are {slot name: params-shaped tree}).
+        flat_s = jax.tree_util.tree_flatten_with_path((s.slots, opt.init(p).slots))[0]
         for path, x in flat_s:
-            leaf = jax.tree_util.keystr(path[:1]).strip("[]'")
+            leaf = jax.tree_util.keystr(path[2:3]).strip("[]'")
             if x.shape == shapes[leaf]:
                 assert x.sharding.is_equivalent_to(shard[leaf], x.ndim), (name, path)
                 per_device = {d.data.shape for d in x.addressable_shards}
