@@ -581,6 +581,19 @@ extern "C" int MxjaxRegisterFused(const int32_t* program, int64_t n, int32_t pha
   return 1;
 }
 
+// The XLA FFI API version of the headers this library was built with, and jaxlib's
+// version: mxjax compares them with the running jaxlib's before registering the handlers
+// (XLA refuses a handler newer than itself at every call).
+extern "C" void MxjaxFfiApiVersion(int32_t* major, int32_t* minor) {
+  *major = XLA_FFI_API_MAJOR;
+  *minor = XLA_FFI_API_MINOR;
+}
+
+#ifndef MXJAX_JAXLIB_VERSION
+#define MXJAX_JAXLIB_VERSION "unknown"
+#endif
+extern "C" const char* MxjaxBuiltWithJaxlib() { return MXJAX_JAXLIB_VERSION; }
+
 // Forgets every compiled loop: the interpreter runs every program again.
 extern "C" void MxjaxClearFused() {
   std::lock_guard<std::mutex> lock(fused_mutex);
