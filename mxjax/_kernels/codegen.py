@@ -69,8 +69,8 @@ _EXPR = {
     "not": "({a} != 0.0f) ? 0.0f : 1.0f",
     "copy": "{a}",
     "is_finite": "(fabsf({a}) <= FLT_MAX) ? 1.0f : 0.0f",
-    "floor": "floorf({a})",
-    "ceil": "ceilf({a})",
+    "floor": "floorf(mx_daz({a}))",
+    "ceil": "ceilf(mx_daz({a}))",
     "muladd": "{a} * {b} + {c}",
     "mulsub": "{a} * {b} - {c}",
     "submul": "{c} - {a} * {b}",
@@ -80,13 +80,24 @@ _PRELUDE = """\
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
+/* elementwise.cc's Max, Min, Sign, Floor and Ceil: XLA's semantics (see there) */
+static inline uint32_t mx_bits(float x) { uint32_t u; memcpy(&u, &x, 4); return u; }
+static inline float mx_float(uint32_t u) { float x; memcpy(&x, &u, 4); return x; }
+static inline float mx_daz(float x) { return fabsf(x) < FLT_MIN ? copysignf(0.0f, x) : x; }
 static inline float mx_max(float a, float b) {
-  return a != a ? a : (b != b ? b : (a > b ? a : b));
+  const float x = mx_daz(a), y = mx_daz(b);
+  const float tie = mx_float(mx_bits(y) & (mx_bits(x) | 0x7fffffffu));
+  return a != a ? a : (x > y ? x : (y > x ? y : tie));
 }
 static inline float mx_min(float a, float b) {
-  return a != a ? a : (b != b ? b : (a < b ? a : b));
+  const float x = mx_daz(a), y = mx_daz(b);
+  const float tie = mx_float(mx_bits(y) | (mx_bits(x) & 0x80000000u));
+  return a != a ? a : (x < y ? x : (y < x ? y : tie));
 }
-static inline float mx_sign(float a) { return a > 0.0f ? 1.0f : (a < 0.0f ? -1.0f : a); }
+static inline float mx_sign(float a) {
+  return a > 0.0f ? 1.0f : (a < 0.0f ? -1.0f : mx_daz(a));
+}
 """
 
 # -ffp-contract=off: every operation rounds on its own, as in the interpreter and XLA.

@@ -44,6 +44,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cfloat>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -54,6 +55,10 @@
 #include <thread>
 #include <unordered_map>
 #include <vector>
+
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
 
 #include "xla/ffi/api/ffi.h"
 
@@ -174,9 +179,49 @@ bool Parse(ffi::Span<const int32_t> p, Program* out) {
   return i == p.size() && !out->phases.back().scalar;
 }
 
-inline float Max(float a, float b) { return a != a ? a : (b != b ? b : (a > b ? a : b)); }
-inline float Min(float a, float b) { return a != a ? a : (b != b ? b : (a < b ? a : b)); }
-inline float Sign(float a) { return a > 0.0f ? 1.0f : (a < 0.0f ? -1.0f : a); }
+// XLA's semantics on CPU, measured (tests/optimizer/test_fast_path_differential.py):
+// denormal operands count as zeros of their sign (XLA runs with FTZ and DAZ, and so does
+// this call: FlushDenormals); max and min propagate a NaN, the first operand's if both
+// are NaN, order -0 < +0, and give a NaN second operand the sign bits of both operands
+// combined as for zeros (and for max, or for min); sign, floor and ceil of a denormal
+// are a zero of its sign; a NaN passes through sign, floor and ceil unchanged.
+inline uint32_t Bits(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return u;
+}
+inline float FromBits(uint32_t u) {
+  float x;
+  std::memcpy(&x, &u, sizeof x);
+  return x;
+}
+inline float Daz(float x) { return std::fabs(x) < FLT_MIN ? std::copysign(0.0f, x) : x; }
+inline float Max(float a, float b) {
+  const float x = Daz(a), y = Daz(b);
+  const float tie = FromBits(Bits(y) & (Bits(x) | 0x7fffffffu));  // equal, or y NaN
+  return a != a ? a : (x > y ? x : (y > x ? y : tie));
+}
+inline float Min(float a, float b) {
+  const float x = Daz(a), y = Daz(b);
+  const float tie = FromBits(Bits(y) | (Bits(x) & 0x80000000u));
+  return a != a ? a : (x < y ? x : (y < x ? y : tie));
+}
+inline float Sign(float a) { return a > 0.0f ? 1.0f : (a < 0.0f ? -1.0f : Daz(a)); }
+inline float Floor(float a) { return std::floor(Daz(a)); }
+inline float Ceil(float a) { return std::ceil(Daz(a)); }
+
+// XLA's CPU runtime computes with denormals flushed to zero (MXCSR FTZ and DAZ on x86);
+// the call sets the same on each thread it runs on, for its duration.
+class FlushDenormals {
+#if defined(__SSE__) || defined(__x86_64__)
+ public:
+  FlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040u); }
+  ~FlushDenormals() { _mm_setcsr(saved_); }
+
+ private:
+  unsigned saved_;
+#endif
+};
 
 // Runs instructions on n <= kBlock elements. regs[r] points at register r's n values;
 // kReduceAdd adds the block's sum to red[dst] (eight interleaved partial sums, combined
@@ -219,8 +264,8 @@ void RunBlock(const Instr* code, size_t count, float** regs, int64_t n, float* r
       case kNot: MX_LOOP(a[i] != 0.0f ? 0.0f : 1.0f)
       case kCopy: MX_LOOP(a[i])
       case kIsFinite: MX_LOOP(std::isfinite(a[i]) ? 1.0f : 0.0f)
-      case kFloor: MX_LOOP(std::floor(a[i]))
-      case kCeil: MX_LOOP(std::ceil(a[i]))
+      case kFloor: MX_LOOP(Floor(a[i]))
+      case kCeil: MX_LOOP(Ceil(a[i]))
       case kMulAdd: MX_LOOP(a[i] * b[i] + c[i])
       case kMulSub: MX_LOOP(a[i] * b[i] - c[i])
       case kSubMul: MX_LOOP(c[i] - a[i] * b[i])
@@ -436,6 +481,7 @@ void ParallelFor(ffi::ThreadPool& pool, bool parallel, const Call& c, int64_t n,
   // spend more time passing the counters between cores than computing.
   // A helper that starts after the last item was taken touches nothing but `sh`.
   auto work = [&c, n, batch, fn, sh] {
+    FlushDenormals flush;
     std::unique_ptr<Scratch> sc;
     for (int64_t k0; (k0 = sh->next.fetch_add(batch)) < n;) {
       if (!sc) sc = std::make_unique<Scratch>(c);
@@ -454,6 +500,7 @@ void ParallelFor(ffi::ThreadPool& pool, bool parallel, const Call& c, int64_t n,
 ffi::Error Update(ffi::ThreadPool pool, ffi::Span<const int32_t> program,
                   int64_t n_leaves, int64_t slot_base, ffi::Span<const int64_t> sizes,
                   int64_t packed, ffi::RemainingArgs args, ffi::RemainingRets rets) {
+  FlushDenormals flush;  // the scalar phases run on this thread
   Program p;
   if (!Parse(program, &p)) return ffi::Error::InvalidArgument("mxjax: malformed program");
   const int64_t k = n_leaves, S = p.n_slots, kw = packed ? 1 : k;  // w operands

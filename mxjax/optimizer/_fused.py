@@ -114,6 +114,7 @@ class _Builder:
         self.host: list[jax.Array] = []  # per-leaf columns
         self.host_reg: dict[int, int] = {}
         self.nan_regs: set[int] = set()  # uniforms that are the constant NaN
+        self.bools: set[int] = set()  # registers holding a predicate (0.0 or 1.0)
         self._keep: list[Any] = []  # the values keyed by id, kept alive
 
     def new(self) -> int:
@@ -151,6 +152,8 @@ class _Builder:
         regs = [r for r, _, _ in ops]
         regs += regs[:1] * (3 - len(regs))  # unused operands repeat the first
         dst = self.new()
+        if op in _COMPARE or op in ("and", "or", "not", "is_finite"):
+            self.bools.add(dst)
         if any(k == "elem" for _, k, _ in ops):
             self.code.append(("elem", level, op, dst, *regs))
             return _Reg(dst, "elem", level)
@@ -256,12 +259,38 @@ def _reciprocal(b: _Builder, x: Any) -> Any:
     return jnp.float32(1.0) / x
 
 
+def _as_xla_rewrites(b: _Builder, name: str, ins: list) -> Any:
+    """XLA's algebraic rewrites that change IEEE results, made here too (found by
+    tests/optimizer/test_fast_path_differential.py); ``None`` where none applies.
+
+    * ``x * float(p)`` for a predicate ``p`` is ``select(p, x, 0)``: 0 even where
+      ``x`` is ±Inf or NaN, +0 where ``x`` is negative;
+    * ``x + 0.0`` is ``x``: -0 stays -0.
+    """
+    if name == "mul":
+        for p, x in (ins, ins[::-1]):
+            if isinstance(p, _Reg) and p.reg in b.bools:
+                return b.emit("select", p, jnp.float32(0.0), x)
+    if name == "add":
+        for zero, x in (ins, ins[::-1]):
+            if (
+                isinstance(x, _Reg)
+                and not isinstance(zero, (_Reg, _Host, jax.core.Tracer))
+                and np.asarray(zero, np.float32).tobytes() == bytes(4)
+            ):
+                return x
+    return None
+
+
 def _element(b: _Builder, name: str, eqn: Any, ins: list) -> Any:
     """One equation on values the program computes."""
     elem = lambda x: isinstance(x, _Reg) and x.kind == "elem"  # noqa: E731
     if name == "div" and elem(ins[0]) and not elem(ins[1]):
         # XLA rewrites x / broadcast(s) as x * (1 / s); so does the program.
         return b.emit("mul", ins[0], _reciprocal(b, ins[1]))
+    rewritten = _as_xla_rewrites(b, name, ins)
+    if rewritten is not None:
+        return rewritten
     if name in _BINARY or name in _COMPARE or name in _UNARY:
         return b.emit(name, *ins)
     if name == "reduce_sum":
