@@ -105,6 +105,9 @@ def folder() -> Path | None:
 
     Where the configured folder cannot be created (a file in the way, a read-only
     home), a private temporary folder serves this process."""
+    if not hasattr(os, "getuid") or not hasattr(os, "O_NOFOLLOW"):
+        report("no private kernel cache on this platform; no compiled loops")
+        return None
     path = root() / "kernels"
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

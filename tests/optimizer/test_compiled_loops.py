@@ -51,6 +51,7 @@ def fresh(tmp_path, monkeypatch):
     monkeypatch.setenv("MXJAX_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("MXJAX_NO_CODEGEN", raising=False)
     monkeypatch.setattr(cache, "_reported", set())  # each test sees its own warnings
+    monkeypatch.setattr(codegen, "_loaded", {})  # libraries come from this disk cache
     _fused._kernels.clear_loops()
     yield tmp_path
     _fused._kernels.clear_loops()
