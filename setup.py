@@ -34,6 +34,8 @@ setup(
         Extension(
             "mxjax._kernels._elementwise",
             ["mxjax/_kernels/elementwise.cc"],
+            # generated from mxjax/_kernels/program.py (the program encoding)
+            depends=["mxjax/_kernels/program.h"],
             include_dirs=ffi_include(),
             define_macros=jaxlib_version(),
             language="c++",

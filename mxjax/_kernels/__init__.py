@@ -19,7 +19,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from . import cache, codegen
+from . import cache, codegen, program
 
 TARGET = "mxjax_elementwise"
 UNPACK = "mxjax_unpack"
@@ -33,6 +33,18 @@ def library_path() -> Path | None:
         if candidate.exists():
             return candidate
     return None
+
+
+def _stale(lib: ctypes.CDLL) -> str | None:
+    """Why ``lib`` runs another program encoding than :mod:`.program`'s; ``None`` if not."""
+    lib.MxjaxEncoding.restype = ctypes.c_char_p
+    built = lib.MxjaxEncoding().decode()
+    if built == program.DIGEST:
+        return None
+    return (
+        f"it was built from another program encoding ({built}, this mxjax: "
+        f"{program.DIGEST}); reinstall mxjax to rebuild it"
+    )
 
 
 def jaxlib_version() -> str:
@@ -101,7 +113,7 @@ def _library() -> ctypes.CDLL | None:
         return None
     try:
         lib = ctypes.CDLL(str(path))
-        why = _incompatible(lib)
+        why = _incompatible(lib) or _stale(lib)
         if why is None:
             jax.ffi.register_ffi_target(
                 TARGET, jax.ffi.pycapsule(lib.MxjaxElementwise), platform="cpu"

@@ -38,72 +38,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import cache
+from . import cache, program
 
-# The order of elementwise.cc's Op enum.
-_OPS = (
-    "add sub mul div neg max min abs sign sqrt eq ne lt le gt ge select and or not "
-    "copy is_finite floor ceil reduce_add muladd mulsub submul"
-).split()
-
-_EXPR = {
-    "add": "{a} + {b}",
-    "sub": "{a} - {b}",
-    "mul": "{a} * {b}",
-    "div": "{a} / {b}",
-    "neg": "-{a}",
-    "max": "mx_max({a}, {b})",
-    "min": "mx_min({a}, {b})",
-    "abs": "fabsf({a})",
-    "sign": "mx_sign({a})",
-    "sqrt": "sqrtf({a})",
-    "eq": "({a} == {b}) ? 1.0f : 0.0f",
-    "ne": "({a} != {b}) ? 1.0f : 0.0f",
-    "lt": "({a} < {b}) ? 1.0f : 0.0f",
-    "le": "({a} <= {b}) ? 1.0f : 0.0f",
-    "gt": "({a} > {b}) ? 1.0f : 0.0f",
-    "ge": "({a} >= {b}) ? 1.0f : 0.0f",
-    "select": "({a} != 0.0f) ? {c} : {b}",
-    "and": "({a} != 0.0f && {b} != 0.0f) ? 1.0f : 0.0f",
-    "or": "({a} != 0.0f || {b} != 0.0f) ? 1.0f : 0.0f",
-    "not": "({a} != 0.0f) ? 0.0f : 1.0f",
-    "copy": "{a}",
-    "is_finite": "(fabsf({a}) <= FLT_MAX) ? 1.0f : 0.0f",
-    "floor": "floorf(mx_daz({a}))",
-    "ceil": "ceilf(mx_daz({a}))",
-    "muladd": "{a} * {b} + {c}",
-    "mulsub": "{a} * {b} - {c}",
-    "submul": "{c} - {a} * {b}",
-}
-
-_PRELUDE = """\
-#include <float.h>
-#include <math.h>
-#include <stdint.h>
-#include <string.h>
-/* elementwise.cc's Max, Min, Sign, Floor and Ceil: XLA's semantics (see there) */
-static inline uint32_t mx_bits(float x) { uint32_t u; memcpy(&u, &x, 4); return u; }
-static inline float mx_float(uint32_t u) { float x; memcpy(&x, &u, 4); return x; }
-static inline float mx_daz(float x) { return fabsf(x) < FLT_MIN ? copysignf(0.0f, x) : x; }
-static inline float mx_max(float a, float b) {
-  const float x = mx_daz(a), y = mx_daz(b);
-  const float tie = mx_float(mx_bits(y) & (mx_bits(x) | 0x7fffffffu));
-  return a != a ? a : (x > y ? x : (y > x ? y : tie));
-}
-static inline float mx_min(float a, float b) {
-  const float x = mx_daz(a), y = mx_daz(b);
-  const float tie = mx_float(mx_bits(y) | (mx_bits(x) & 0x80000000u));
-  return a != a ? a : (x < y ? x : (y < x ? y : tie));
-}
-static inline float mx_sign(float a) {
-  return a > 0.0f ? 1.0f : (a < 0.0f ? -1.0f : mx_daz(a));
-}
-"""
+_PRELUDE = program.INCLUDES + program.SEMANTICS  # the interpreter's functions, verbatim
 
 # -ffp-contract=off: every operation rounds on its own, as in the interpreter and XLA.
 _FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared")
 
-_BLOCK = 256  # elementwise.cc's kBlock: the blocks reductions are summed by
+_BLOCK = program.BLOCK  # the blocks reductions are summed by
 _lock = threading.Lock()
 _loaded: dict[str, ctypes.CDLL] = {}  # identity -> library, kept loaded
 _NO_LOOPS = (
@@ -133,12 +75,13 @@ def _parse(code: np.ndarray) -> tuple | None:
         phases = []
         for _ in range(p[i]):
             kind, count = p[i + 1], p[i + 2]
-            body = p[i + 3 : i + 3 + 5 * count]
-            if len(body) != 5 * count or count < 0:
+            width = program.INSTR_WIDTH
+            body = p[i + 3 : i + 3 + width * count]
+            if len(body) != width * count or count < 0:
                 return None
-            instrs = [tuple(body[k : k + 5]) for k in range(0, len(body), 5)]
-            phases.append((kind == 1, instrs))
-            i += 2 + 5 * count
+            instrs = [tuple(body[k : k + width]) for k in range(0, len(body), width)]
+            phases.append((kind == program.PHASE_SCALAR, instrs))
+            i += 2 + width * count
     except IndexError:
         return None
     if i + 1 != len(p) or len(outs) != 1 + n_slots:
@@ -174,9 +117,10 @@ def source(code: np.ndarray, phase: int) -> str | None:
     sums: list[int] = []  # per reduction, in program order: its per-leaf register
     defined = set(range(fixed)) | scalar_regs
     for op, dst, a, b, c in phases[phase][1]:
-        if not 0 <= op < len(_OPS) or not {a, b, c} <= defined or not 0 <= dst < n_regs:
+        if not 0 <= op < len(program.OPS) or not {a, b, c} <= defined or not 0 <= dst < n_regs:
             return None
-        if _OPS[op] == "reduce_add":
+        name, expr = program.OPS[op]
+        if name == "reduce_add":
             if last or dst not in scalar_regs:
                 return None
             body.append(f"      acc{len(sums)}[j] = r{a};")
@@ -184,7 +128,7 @@ def source(code: np.ndarray, phase: int) -> str | None:
             continue
         if dst in scalar_regs or dst < fixed:
             return None
-        expr = _EXPR[_OPS[op]].format(a=f"r{a}", b=f"r{b}", c=f"r{c}")
+        expr = expr.format(a=f"r{a}", b=f"r{b}", c=f"r{c}")
         body.append(f"      {'' if dst in defined else 'float '}r{dst} = {expr};")
         defined.add(dst)
     if last:

@@ -31,16 +31,9 @@
 // phase as C, compiled and registered through MxjaxRegisterFused): the call then runs it
 // on each segment instead of RunBlock, with the same operations, order and bits.
 //
-// Program layout (int32):
-//   n_regs, n_slots,
-//   n_uniform, (reg, index into u) * n_uniform,
-//   n_leaf_uniform, (reg, column of ul) * n_leaf_uniform,
-//   n_per_leaf, (reg) * n_per_leaf            -- written by scalar phases and reductions
-//   (out_reg) * (1 + n_slots)                 -- w', slot'
-//   (direct) * (1 + n_slots)                  -- 1: the last phase computes this output
-//                                                straight into its destination
-//   n_phases, per phase: kind (0 element, 1 scalar), n_instr, (op, dst, a, b, c) * n_instr
-// Registers 0, 1 and 2..1+n_slots are w, g and the slots, read where they lie.
+// The program encoding (opcodes, layout, each operation's expression and XLA's semantics
+// of max/min/sign) is described once, in mxjax/_kernels/program.py, which generates
+// program.h (included below) and gives the compiled loops the same expressions.
 
 #include <algorithm>
 #include <atomic>
@@ -66,27 +59,18 @@ namespace ffi = xla::ffi;
 
 namespace {
 
-constexpr int64_t kBlock = 256;
 // Below this many elements in one call, threads cost more than they save.
 constexpr int64_t kParallelMin = 1 << 14;
 // The most elements in one unit of parallel work (a segment of one leaf).
 constexpr int64_t kChunk = 1 << 15;
-// The most slot buffers a program may have.
-constexpr int32_t kMaxSlots = 16;
-
-enum Op : int32_t {
-  kAdd = 0, kSub, kMul, kDiv, kNeg, kMax, kMin, kAbs, kSign, kSqrt,
-  kEq, kNe, kLt, kLe, kGt, kGe, kSelect, kAnd, kOr, kNot, kCopy, kIsFinite,
-  kFloor, kCeil, kReduceAdd,
-  kMulAdd, kMulSub, kSubMul,  // a*b + c, a*b - c, c - a*b: each operation rounded
-  kNumOps
-};
+#include "program.h"  // kBlock, kMaxSlots, the opcodes and their expressions
 
 enum Kind : int8_t { kInput, kUniform, kLeafUniform, kPerLeaf, kTemp };
 
 struct Instr {
   int32_t op, dst, a, b, c;
 };
+static_assert(sizeof(Instr) == kInstrWidth * sizeof(int32_t), "program.py's layout");
 
 struct Phase {
   bool scalar;
@@ -155,8 +139,10 @@ bool Parse(ffi::Span<const int32_t> p, Program* out) {
   if (!next(&n) || n < 1) return false;
   for (int32_t ph = 0; ph < n; ++ph) {
     int32_t kind, count;
-    if (!next(&kind) || (kind != 0 && kind != 1) || !next(&count) || count < 0) return false;
-    Phase phase{kind == 1, {}};
+    if (!next(&kind) || (kind != kPhaseElement && kind != kPhaseScalar) || !next(&count) ||
+        count < 0)
+      return false;
+    Phase phase{kind == kPhaseScalar, {}};
     const bool last = ph + 1 == n;
     for (int32_t j = 0; j < count; ++j) {
       Instr in;
@@ -178,37 +164,6 @@ bool Parse(ffi::Span<const int32_t> p, Program* out) {
   }
   return i == p.size() && !out->phases.back().scalar;
 }
-
-// XLA's semantics on CPU, measured (tests/optimizer/test_fast_path_differential.py):
-// denormal operands count as zeros of their sign (XLA runs with FTZ and DAZ, and so does
-// this call: FlushDenormals); max and min propagate a NaN, the first operand's if both
-// are NaN, order -0 < +0, and give a NaN second operand the sign bits of both operands
-// combined as for zeros (and for max, or for min); sign, floor and ceil of a denormal
-// are a zero of its sign; a NaN passes through sign, floor and ceil unchanged.
-inline uint32_t Bits(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, sizeof u);
-  return u;
-}
-inline float FromBits(uint32_t u) {
-  float x;
-  std::memcpy(&x, &u, sizeof x);
-  return x;
-}
-inline float Daz(float x) { return std::fabs(x) < FLT_MIN ? std::copysign(0.0f, x) : x; }
-inline float Max(float a, float b) {
-  const float x = Daz(a), y = Daz(b);
-  const float tie = FromBits(Bits(y) & (Bits(x) | 0x7fffffffu));  // equal, or y NaN
-  return a != a ? a : (x > y ? x : (y > x ? y : tie));
-}
-inline float Min(float a, float b) {
-  const float x = Daz(a), y = Daz(b);
-  const float tie = FromBits(Bits(y) | (Bits(x) & 0x80000000u));
-  return a != a ? a : (x < y ? x : (y < x ? y : tie));
-}
-inline float Sign(float a) { return a > 0.0f ? 1.0f : (a < 0.0f ? -1.0f : Daz(a)); }
-inline float Floor(float a) { return std::floor(Daz(a)); }
-inline float Ceil(float a) { return std::ceil(Daz(a)); }
 
 // XLA's CPU runtime computes with denormals flushed to zero (MXCSR FTZ and DAZ on x86);
 // the call sets the same on each thread it runs on, for its duration.
@@ -242,33 +197,7 @@ void RunBlock(const Instr* code, size_t count, float** regs, int64_t n, float* r
   for (int64_t i = 0; i < n; ++i) d[i] = (expr); \
   break;
     switch (in.op) {
-      case kAdd: MX_LOOP(a[i] + b[i])
-      case kSub: MX_LOOP(a[i] - b[i])
-      case kMul: MX_LOOP(a[i] * b[i])
-      case kDiv: MX_LOOP(a[i] / b[i])
-      case kNeg: MX_LOOP(-a[i])
-      case kMax: MX_LOOP(Max(a[i], b[i]))
-      case kMin: MX_LOOP(Min(a[i], b[i]))
-      case kAbs: MX_LOOP(std::fabs(a[i]))
-      case kSign: MX_LOOP(Sign(a[i]))
-      case kSqrt: MX_LOOP(std::sqrt(a[i]))
-      case kEq: MX_LOOP(a[i] == b[i] ? 1.0f : 0.0f)
-      case kNe: MX_LOOP(a[i] != b[i] ? 1.0f : 0.0f)
-      case kLt: MX_LOOP(a[i] < b[i] ? 1.0f : 0.0f)
-      case kLe: MX_LOOP(a[i] <= b[i] ? 1.0f : 0.0f)
-      case kGt: MX_LOOP(a[i] > b[i] ? 1.0f : 0.0f)
-      case kGe: MX_LOOP(a[i] >= b[i] ? 1.0f : 0.0f)
-      case kSelect: MX_LOOP(a[i] != 0.0f ? c[i] : b[i])  // select_n(a, b, c)
-      case kAnd: MX_LOOP((a[i] != 0.0f && b[i] != 0.0f) ? 1.0f : 0.0f)
-      case kOr: MX_LOOP((a[i] != 0.0f || b[i] != 0.0f) ? 1.0f : 0.0f)
-      case kNot: MX_LOOP(a[i] != 0.0f ? 0.0f : 1.0f)
-      case kCopy: MX_LOOP(a[i])
-      case kIsFinite: MX_LOOP(std::isfinite(a[i]) ? 1.0f : 0.0f)
-      case kFloor: MX_LOOP(Floor(a[i]))
-      case kCeil: MX_LOOP(Ceil(a[i]))
-      case kMulAdd: MX_LOOP(a[i] * b[i] + c[i])
-      case kMulSub: MX_LOOP(a[i] * b[i] - c[i])
-      case kSubMul: MX_LOOP(c[i] - a[i] * b[i])
+      MXJAX_OP_CASES(MX_LOOP)
       case kReduceAdd: {
         float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
         int64_t i = 0;
@@ -635,6 +564,10 @@ extern "C" void MxjaxFfiApiVersion(int32_t* major, int32_t* minor) {
   *major = XLA_FFI_API_MAJOR;
   *minor = XLA_FFI_API_MINOR;
 }
+
+// The digest of the encoding this library was built with (program.h): mxjax refuses a
+// library built from another program.py (a stale build).
+extern "C" const char* MxjaxEncoding() { return kEncoding; }
 
 #ifndef MXJAX_JAXLIB_VERSION
 #define MXJAX_JAXLIB_VERSION "unknown"

@@ -41,6 +41,7 @@ import numpy as np
 from jax.extend import core as jcore
 
 from .. import _kernels
+from .._kernels import program
 from ._base import Rule, _Config, _Leaf, apply_rule
 from ._packed import numels
 
@@ -51,13 +52,7 @@ CHUNK_LEAVES = 64
 """Leaves per custom call: XLA's compile time grows superlinearly with the number of
 aliased operands of one instruction (2,000 leaves in one call: 35 s; in chunks: 1 s)."""
 
-_OPS = {
-    name: i
-    for i, name in enumerate(
-        "add sub mul div neg max min abs sign sqrt eq ne lt le gt ge select and or not "
-        "copy is_finite floor ceil reduce_add muladd mulsub submul".split()
-    )
-}
+_OPS = program.OPCODE  # the encoding, described once (mxjax/_kernels/program.py)
 _BINARY = {"add", "sub", "mul", "div", "max", "min", "and", "or"}
 _COMPARE = {"eq", "ne", "lt", "le", "gt", "ge"}
 _UNARY = {"neg", "abs", "sign", "sqrt", "floor", "ceil", "is_finite", "not"}
@@ -462,7 +457,7 @@ def _encode(b: _Builder, outs: list[int]) -> np.ndarray:
         local = dict(phys)
         free: list[int] = []
         top = base
-        body += [int(scalar), len(code)]
+        body += [program.PHASE_SCALAR if scalar else program.PHASE_ELEMENT, len(code)]
         for i, (_, _, op, dst, x, y, z) in enumerate(code):
             srcs = [local.get(r, 0) for r in (x, y, z)]
             if dst not in local:
