@@ -5,6 +5,7 @@ would build; anything else is refused (the interpreter runs) or rebuilt, never d
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import stat
@@ -133,8 +134,6 @@ def test_a_planted_library_never_runs(
     # the test can fail: loading the planted library does run its constructor
     copy = tmp_path / "copy.so"
     shutil.copy(tmp_path / "planted.so", copy)
-    import ctypes
-
     ctypes.CDLL(str(copy))
     assert marker.exists()
 
