@@ -1,8 +1,11 @@
 """Session-wide test settings."""
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 # The tests check numbers, not speed (benchmarks/ measures speed): XLA's CPU compiler
 # with its legacy loop emitter and without LLVM optimization compiles the suite's
@@ -25,6 +28,13 @@ def _supported(flags: str) -> bool:
 
 if "XLA_FLAGS" not in os.environ:
     os.environ["XLA_FLAGS"] = FAST_COMPILE if _supported(FAST_COMPILE) else ""
+
+# The compiled loops' disk cache: one private folder for the session (xdist workers and
+# subprocesses inherit it), removed at the end; never the user's ~/.cache/mxjax.
+if "MXJAX_TEST_CACHE_DIR" not in os.environ:
+    os.environ["MXJAX_TEST_CACHE_DIR"] = tempfile.mkdtemp(prefix="mxjax-tests-")
+    atexit.register(shutil.rmtree, os.environ["MXJAX_TEST_CACHE_DIR"], True)
+os.environ["MXJAX_CACHE_DIR"] = os.environ["MXJAX_TEST_CACHE_DIR"]
 
 import jax  # noqa: E402
 

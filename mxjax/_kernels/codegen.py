@@ -16,8 +16,9 @@ interpreter's bit for bit. A loop is looked up by its program's full contents an
 phase, never by a hash alone.
 
 Libraries are cached on disk (``$MXJAX_CACHE_DIR``, default ``~/.cache/mxjax``) under
-the SHA-256 of the source, the flags, the compiler and the CPU's features, and in
-memory for the process. Without a C compiler, or with ``MXJAX_NO_CODEGEN=1``, the
+the SHA-256 of the source, the flags, the compiler and the CPU's features, sealed and
+checked before they are loaded (:mod:`mxjax._kernels.cache`), and in memory for the
+process. Without a C compiler (reported once), or with ``MXJAX_NO_CODEGEN=1``, the
 interpreter runs every program.
 """
 
@@ -28,6 +29,7 @@ import functools
 import hashlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -36,61 +38,20 @@ from pathlib import Path
 
 import numpy as np
 
-# The order of elementwise.cc's Op enum.
-_OPS = (
-    "add sub mul div neg max min abs sign sqrt eq ne lt le gt ge select and or not "
-    "copy is_finite floor ceil reduce_add muladd mulsub submul"
-).split()
+from . import cache, program
 
-_EXPR = {
-    "add": "{a} + {b}",
-    "sub": "{a} - {b}",
-    "mul": "{a} * {b}",
-    "div": "{a} / {b}",
-    "neg": "-{a}",
-    "max": "mx_max({a}, {b})",
-    "min": "mx_min({a}, {b})",
-    "abs": "fabsf({a})",
-    "sign": "mx_sign({a})",
-    "sqrt": "sqrtf({a})",
-    "eq": "({a} == {b}) ? 1.0f : 0.0f",
-    "ne": "({a} != {b}) ? 1.0f : 0.0f",
-    "lt": "({a} < {b}) ? 1.0f : 0.0f",
-    "le": "({a} <= {b}) ? 1.0f : 0.0f",
-    "gt": "({a} > {b}) ? 1.0f : 0.0f",
-    "ge": "({a} >= {b}) ? 1.0f : 0.0f",
-    "select": "({a} != 0.0f) ? {c} : {b}",
-    "and": "({a} != 0.0f && {b} != 0.0f) ? 1.0f : 0.0f",
-    "or": "({a} != 0.0f || {b} != 0.0f) ? 1.0f : 0.0f",
-    "not": "({a} != 0.0f) ? 0.0f : 1.0f",
-    "copy": "{a}",
-    "is_finite": "(fabsf({a}) <= FLT_MAX) ? 1.0f : 0.0f",
-    "floor": "floorf({a})",
-    "ceil": "ceilf({a})",
-    "muladd": "{a} * {b} + {c}",
-    "mulsub": "{a} * {b} - {c}",
-    "submul": "{c} - {a} * {b}",
-}
-
-_PRELUDE = """\
-#include <float.h>
-#include <math.h>
-#include <stdint.h>
-static inline float mx_max(float a, float b) {
-  return a != a ? a : (b != b ? b : (a > b ? a : b));
-}
-static inline float mx_min(float a, float b) {
-  return a != a ? a : (b != b ? b : (a < b ? a : b));
-}
-static inline float mx_sign(float a) { return a > 0.0f ? 1.0f : (a < 0.0f ? -1.0f : a); }
-"""
+_PRELUDE = program.INCLUDES + program.SEMANTICS  # the interpreter's functions, verbatim
 
 # -ffp-contract=off: every operation rounds on its own, as in the interpreter and XLA.
 _FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared")
 
-_BLOCK = 256  # elementwise.cc's kBlock: the blocks reductions are summed by
+_BLOCK = program.BLOCK  # the blocks reductions are summed by
 _lock = threading.Lock()
-_loaded: dict[str, ctypes.CDLL] = {}  # library path -> library, kept loaded
+_loaded: dict[str, ctypes.CDLL] = {}  # identity -> library, kept loaded
+_NO_LOOPS = (
+    "the custom call's interpreter runs every step (same results, slower; "
+    "MXJAX_NO_CODEGEN=1 says so without this warning)"
+)
 _registered: set[bytes] = set()  # programs (bytes) with a registered loop
 
 
@@ -114,12 +75,13 @@ def _parse(code: np.ndarray) -> tuple | None:
         phases = []
         for _ in range(p[i]):
             kind, count = p[i + 1], p[i + 2]
-            body = p[i + 3 : i + 3 + 5 * count]
-            if len(body) != 5 * count or count < 0:
+            width = program.INSTR_WIDTH
+            body = p[i + 3 : i + 3 + width * count]
+            if len(body) != width * count or count < 0:
                 return None
-            instrs = [tuple(body[k : k + 5]) for k in range(0, len(body), 5)]
-            phases.append((kind == 1, instrs))
-            i += 2 + 5 * count
+            instrs = [tuple(body[k : k + width]) for k in range(0, len(body), width)]
+            phases.append((kind == program.PHASE_SCALAR, instrs))
+            i += 2 + width * count
     except IndexError:
         return None
     if i + 1 != len(p) or len(outs) != 1 + n_slots:
@@ -155,9 +117,10 @@ def source(code: np.ndarray, phase: int) -> str | None:
     sums: list[int] = []  # per reduction, in program order: its per-leaf register
     defined = set(range(fixed)) | scalar_regs
     for op, dst, a, b, c in phases[phase][1]:
-        if not 0 <= op < len(_OPS) or not {a, b, c} <= defined or not 0 <= dst < n_regs:
+        if not 0 <= op < len(program.OPS) or not {a, b, c} <= defined or not 0 <= dst < n_regs:
             return None
-        if _OPS[op] == "reduce_add":
+        name, expr = program.OPS[op]
+        if name == "reduce_add":
             if last or dst not in scalar_regs:
                 return None
             body.append(f"      acc{len(sums)}[j] = r{a};")
@@ -165,7 +128,7 @@ def source(code: np.ndarray, phase: int) -> str | None:
             continue
         if dst in scalar_regs or dst < fixed:
             return None
-        expr = _EXPR[_OPS[op]].format(a=f"r{a}", b=f"r{b}", c=f"r{c}")
+        expr = expr.format(a=f"r{a}", b=f"r{b}", c=f"r{c}")
         body.append(f"      {'' if dst in defined else 'float '}r{dst} = {expr};")
         defined.add(dst)
     if last:
@@ -208,16 +171,32 @@ def element_phases(code: np.ndarray) -> list[int]:
     return [] if parsed is None else [k for k, (sc, _) in enumerate(parsed[4]) if not sc]
 
 
-def _compiler() -> str | None:
-    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+def _compiler() -> list[str] | None:
+    """The C compiler's command: ``$CC`` (split as the shell would: ``ccache gcc``), else
+    ``cc`` or ``gcc`` on the PATH; ``None`` (reported once) where there is none."""
+    cc = os.environ.get("CC")
+    if cc:
+        try:
+            cmd = shlex.split(cc)
+        except ValueError:
+            cmd = []
+        if cmd and shutil.which(cmd[0]):
+            return cmd
+        cache.report(f"CC={cc!r} is not a command; {_NO_LOOPS}")
+        return None
+    found = shutil.which("cc") or shutil.which("gcc")
+    if found is None:
+        cache.report(f"no C compiler (cc, gcc or $CC) found; {_NO_LOOPS}")
+        return None
+    return [found]
 
 
 @functools.cache
-def _machine(cc: str) -> str:
+def _machine(cc: tuple[str, ...]) -> str:
     """What code compiled by ``cc`` depends on besides its source: compiler, flags, CPU."""
     try:
         version = subprocess.run(
-            [cc, "--version"], capture_output=True, text=True, timeout=30
+            [*cc, "--version"], capture_output=True, text=True, timeout=30
         ).stdout
     except (OSError, subprocess.SubprocessError):
         version = ""
@@ -229,55 +208,50 @@ def _machine(cc: str) -> str:
                 break
     except OSError:
         pass
-    return "\n".join([cc, version, " ".join(_FLAGS), platform.machine(), flags])
+    return "\n".join([shlex.join(cc), version, " ".join(_FLAGS), platform.machine(), flags])
 
 
-def _cache_dir() -> Path:
-    """The library cache; a private temporary folder where it cannot be created."""
-    root = os.environ.get("MXJAX_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mxjax"
-    )
-    path = Path(root) / "kernels"
+def _compile(cc: list[str], src: str, where: Path) -> bytes | None:
+    """The shared library ``cc`` makes of ``src`` (built in a private temporary folder
+    inside ``where``); ``None``, reported once, if it fails."""
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if os.access(path, os.W_OK):
-            return path
-    except OSError:
-        pass
-    return _private_dir()
-
-
-@functools.cache
-def _private_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="mxjax-kernels-"))
-
-
-def _build(src: str) -> Path | None:
-    """The compiled library of ``src``: from the cache, or compiled into it."""
-    cc = _compiler()
-    if cc is None:
-        return None
-    key = hashlib.sha256((_machine(cc) + "\n" + src).encode()).hexdigest()[:32]
-    cache = _cache_dir()
-    lib = cache / f"fused_{key}.so"
-    if lib.exists():
-        return lib
-    try:
-        with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        with tempfile.TemporaryDirectory(dir=where) as tmp:
             c_file = Path(tmp) / "fused.c"
             c_file.write_text(src)
             out = Path(tmp) / "fused.so"
             done = subprocess.run(
-                [cc, *_FLAGS, str(c_file), "-o", str(out), "-lm"],
+                [*cc, *_FLAGS, str(c_file), "-o", str(out), "-lm"],
                 capture_output=True,
+                text=True,
                 timeout=120,
             )
-            if done.returncode != 0 or not out.exists():
-                return None
-            os.replace(out, lib)  # atomic: another process may be building it too
-    except (OSError, subprocess.SubprocessError):
+            if done.returncode == 0 and out.exists():
+                return out.read_bytes()
+            why = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+    except (OSError, subprocess.SubprocessError) as e:
+        why = str(e)
+    cache.report(f"{shlex.join(cc)} could not compile a loop ({why}); {_NO_LOOPS}")
+    return None
+
+
+def _identity(cc: list[str], src: str) -> str:
+    """What ``cc`` would build of ``src`` on this machine, as a hex digest."""
+    return hashlib.sha256((_machine(tuple(cc)) + "\n" + src).encode()).hexdigest()
+
+
+def _build(src: str) -> ctypes.CDLL | None:
+    """The loaded library of ``src``: from the disk cache if a valid one is there (see
+    :mod:`mxjax._kernels.cache`), else compiled into it."""
+    cc = _compiler()
+    if cc is None:
         return None
-    return lib
+    identity = _identity(cc, src)
+    if identity not in _loaded:
+        lib = cache.load(identity, functools.partial(_compile, cc, src))
+        if lib is None:
+            return None
+        _loaded[identity] = lib
+    return _loaded[identity]
 
 
 def clear(kernel: ctypes.CDLL) -> None:
@@ -305,15 +279,13 @@ def register(kernel: ctypes.CDLL, code: np.ndarray) -> bool:
         done = 0
         for phase in phases:
             src = source(code, phase)
-            path = None if src is None else _build(src)
-            if path is None:
+            lib = None if src is None else _build(src)
+            if lib is None:
                 continue
             try:
-                lib = _loaded.get(str(path)) or ctypes.CDLL(str(path))
                 fn = ctypes.cast(lib.mxjax_fused, ctypes.c_void_p).value
-            except (OSError, AttributeError):
+            except AttributeError:
                 continue
-            _loaded[str(path)] = lib
             done += kernel.MxjaxRegisterFused(
                 code.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
                 ctypes.c_int64(code.size),

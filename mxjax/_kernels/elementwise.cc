@@ -31,19 +31,13 @@
 // phase as C, compiled and registered through MxjaxRegisterFused): the call then runs it
 // on each segment instead of RunBlock, with the same operations, order and bits.
 //
-// Program layout (int32):
-//   n_regs, n_slots,
-//   n_uniform, (reg, index into u) * n_uniform,
-//   n_leaf_uniform, (reg, column of ul) * n_leaf_uniform,
-//   n_per_leaf, (reg) * n_per_leaf            -- written by scalar phases and reductions
-//   (out_reg) * (1 + n_slots)                 -- w', slot'
-//   (direct) * (1 + n_slots)                  -- 1: the last phase computes this output
-//                                                straight into its destination
-//   n_phases, per phase: kind (0 element, 1 scalar), n_instr, (op, dst, a, b, c) * n_instr
-// Registers 0, 1 and 2..1+n_slots are w, g and the slots, read where they lie.
+// The program encoding (opcodes, layout, each operation's expression and XLA's semantics
+// of max/min/sign) is described once, in mxjax/_kernels/program.py, which generates
+// program.h (included below) and gives the compiled loops the same expressions.
 
 #include <algorithm>
 #include <atomic>
+#include <cfloat>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -55,33 +49,28 @@
 #include <unordered_map>
 #include <vector>
 
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
+
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
 
 namespace {
 
-constexpr int64_t kBlock = 256;
 // Below this many elements in one call, threads cost more than they save.
 constexpr int64_t kParallelMin = 1 << 14;
 // The most elements in one unit of parallel work (a segment of one leaf).
 constexpr int64_t kChunk = 1 << 15;
-// The most slot buffers a program may have.
-constexpr int32_t kMaxSlots = 16;
-
-enum Op : int32_t {
-  kAdd = 0, kSub, kMul, kDiv, kNeg, kMax, kMin, kAbs, kSign, kSqrt,
-  kEq, kNe, kLt, kLe, kGt, kGe, kSelect, kAnd, kOr, kNot, kCopy, kIsFinite,
-  kFloor, kCeil, kReduceAdd,
-  kMulAdd, kMulSub, kSubMul,  // a*b + c, a*b - c, c - a*b: each operation rounded
-  kNumOps
-};
+#include "program.h"  // kBlock, kMaxSlots, the opcodes and their expressions
 
 enum Kind : int8_t { kInput, kUniform, kLeafUniform, kPerLeaf, kTemp };
 
 struct Instr {
   int32_t op, dst, a, b, c;
 };
+static_assert(sizeof(Instr) == kInstrWidth * sizeof(int32_t), "program.py's layout");
 
 struct Phase {
   bool scalar;
@@ -150,8 +139,10 @@ bool Parse(ffi::Span<const int32_t> p, Program* out) {
   if (!next(&n) || n < 1) return false;
   for (int32_t ph = 0; ph < n; ++ph) {
     int32_t kind, count;
-    if (!next(&kind) || (kind != 0 && kind != 1) || !next(&count) || count < 0) return false;
-    Phase phase{kind == 1, {}};
+    if (!next(&kind) || (kind != kPhaseElement && kind != kPhaseScalar) || !next(&count) ||
+        count < 0)
+      return false;
+    Phase phase{kind == kPhaseScalar, {}};
     const bool last = ph + 1 == n;
     for (int32_t j = 0; j < count; ++j) {
       Instr in;
@@ -174,9 +165,18 @@ bool Parse(ffi::Span<const int32_t> p, Program* out) {
   return i == p.size() && !out->phases.back().scalar;
 }
 
-inline float Max(float a, float b) { return a != a ? a : (b != b ? b : (a > b ? a : b)); }
-inline float Min(float a, float b) { return a != a ? a : (b != b ? b : (a < b ? a : b)); }
-inline float Sign(float a) { return a > 0.0f ? 1.0f : (a < 0.0f ? -1.0f : a); }
+// XLA's CPU runtime computes with denormals flushed to zero (MXCSR FTZ and DAZ on x86);
+// the call sets the same on each thread it runs on, for its duration.
+class FlushDenormals {
+#if defined(__SSE__) || defined(__x86_64__)
+ public:
+  FlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040u); }
+  ~FlushDenormals() { _mm_setcsr(saved_); }
+
+ private:
+  unsigned saved_;
+#endif
+};
 
 // Runs instructions on n <= kBlock elements. regs[r] points at register r's n values;
 // kReduceAdd adds the block's sum to red[dst] (eight interleaved partial sums, combined
@@ -197,33 +197,7 @@ void RunBlock(const Instr* code, size_t count, float** regs, int64_t n, float* r
   for (int64_t i = 0; i < n; ++i) d[i] = (expr); \
   break;
     switch (in.op) {
-      case kAdd: MX_LOOP(a[i] + b[i])
-      case kSub: MX_LOOP(a[i] - b[i])
-      case kMul: MX_LOOP(a[i] * b[i])
-      case kDiv: MX_LOOP(a[i] / b[i])
-      case kNeg: MX_LOOP(-a[i])
-      case kMax: MX_LOOP(Max(a[i], b[i]))
-      case kMin: MX_LOOP(Min(a[i], b[i]))
-      case kAbs: MX_LOOP(std::fabs(a[i]))
-      case kSign: MX_LOOP(Sign(a[i]))
-      case kSqrt: MX_LOOP(std::sqrt(a[i]))
-      case kEq: MX_LOOP(a[i] == b[i] ? 1.0f : 0.0f)
-      case kNe: MX_LOOP(a[i] != b[i] ? 1.0f : 0.0f)
-      case kLt: MX_LOOP(a[i] < b[i] ? 1.0f : 0.0f)
-      case kLe: MX_LOOP(a[i] <= b[i] ? 1.0f : 0.0f)
-      case kGt: MX_LOOP(a[i] > b[i] ? 1.0f : 0.0f)
-      case kGe: MX_LOOP(a[i] >= b[i] ? 1.0f : 0.0f)
-      case kSelect: MX_LOOP(a[i] != 0.0f ? c[i] : b[i])  // select_n(a, b, c)
-      case kAnd: MX_LOOP((a[i] != 0.0f && b[i] != 0.0f) ? 1.0f : 0.0f)
-      case kOr: MX_LOOP((a[i] != 0.0f || b[i] != 0.0f) ? 1.0f : 0.0f)
-      case kNot: MX_LOOP(a[i] != 0.0f ? 0.0f : 1.0f)
-      case kCopy: MX_LOOP(a[i])
-      case kIsFinite: MX_LOOP(std::isfinite(a[i]) ? 1.0f : 0.0f)
-      case kFloor: MX_LOOP(std::floor(a[i]))
-      case kCeil: MX_LOOP(std::ceil(a[i]))
-      case kMulAdd: MX_LOOP(a[i] * b[i] + c[i])
-      case kMulSub: MX_LOOP(a[i] * b[i] - c[i])
-      case kSubMul: MX_LOOP(c[i] - a[i] * b[i])
+      MXJAX_OP_CASES(MX_LOOP)
       case kReduceAdd: {
         float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
         int64_t i = 0;
@@ -436,6 +410,7 @@ void ParallelFor(ffi::ThreadPool& pool, bool parallel, const Call& c, int64_t n,
   // spend more time passing the counters between cores than computing.
   // A helper that starts after the last item was taken touches nothing but `sh`.
   auto work = [&c, n, batch, fn, sh] {
+    FlushDenormals flush;
     std::unique_ptr<Scratch> sc;
     for (int64_t k0; (k0 = sh->next.fetch_add(batch)) < n;) {
       if (!sc) sc = std::make_unique<Scratch>(c);
@@ -454,6 +429,7 @@ void ParallelFor(ffi::ThreadPool& pool, bool parallel, const Call& c, int64_t n,
 ffi::Error Update(ffi::ThreadPool pool, ffi::Span<const int32_t> program,
                   int64_t n_leaves, int64_t slot_base, ffi::Span<const int64_t> sizes,
                   int64_t packed, ffi::RemainingArgs args, ffi::RemainingRets rets) {
+  FlushDenormals flush;  // the scalar phases run on this thread
   Program p;
   if (!Parse(program, &p)) return ffi::Error::InvalidArgument("mxjax: malformed program");
   const int64_t k = n_leaves, S = p.n_slots, kw = packed ? 1 : k;  // w operands
@@ -580,6 +556,23 @@ extern "C" int MxjaxRegisterFused(const int32_t* program, int64_t n, int32_t pha
       reinterpret_cast<FusedFn>(fn);
   return 1;
 }
+
+// The XLA FFI API version of the headers this library was built with, and jaxlib's
+// version: mxjax compares them with the running jaxlib's before registering the handlers
+// (XLA refuses a handler newer than itself at every call).
+extern "C" void MxjaxFfiApiVersion(int32_t* major, int32_t* minor) {
+  *major = XLA_FFI_API_MAJOR;
+  *minor = XLA_FFI_API_MINOR;
+}
+
+// The digest of the encoding this library was built with (program.h): mxjax refuses a
+// library built from another program.py (a stale build).
+extern "C" const char* MxjaxEncoding() { return kEncoding; }
+
+#ifndef MXJAX_JAXLIB_VERSION
+#define MXJAX_JAXLIB_VERSION "unknown"
+#endif
+extern "C" const char* MxjaxBuiltWithJaxlib() { return MXJAX_JAXLIB_VERSION; }
 
 // Forgets every compiled loop: the interpreter runs every program again.
 extern "C" void MxjaxClearFused() {

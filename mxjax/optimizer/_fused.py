@@ -41,6 +41,7 @@ import numpy as np
 from jax.extend import core as jcore
 
 from .. import _kernels
+from .._kernels import program
 from ._base import Rule, _Config, _Leaf, apply_rule
 from ._packed import numels
 
@@ -51,13 +52,7 @@ CHUNK_LEAVES = 64
 """Leaves per custom call: XLA's compile time grows superlinearly with the number of
 aliased operands of one instruction (2,000 leaves in one call: 35 s; in chunks: 1 s)."""
 
-_OPS = {
-    name: i
-    for i, name in enumerate(
-        "add sub mul div neg max min abs sign sqrt eq ne lt le gt ge select and or not "
-        "copy is_finite floor ceil reduce_add muladd mulsub submul".split()
-    )
-}
+_OPS = program.OPCODE  # the encoding, described once (mxjax/_kernels/program.py)
 _BINARY = {"add", "sub", "mul", "div", "max", "min", "and", "or"}
 _COMPARE = {"eq", "ne", "lt", "le", "gt", "ge"}
 _UNARY = {"neg", "abs", "sign", "sqrt", "floor", "ceil", "is_finite", "not"}
@@ -114,6 +109,7 @@ class _Builder:
         self.host: list[jax.Array] = []  # per-leaf columns
         self.host_reg: dict[int, int] = {}
         self.nan_regs: set[int] = set()  # uniforms that are the constant NaN
+        self.bools: set[int] = set()  # registers holding a predicate (0.0 or 1.0)
         self._keep: list[Any] = []  # the values keyed by id, kept alive
 
     def new(self) -> int:
@@ -151,6 +147,8 @@ class _Builder:
         regs = [r for r, _, _ in ops]
         regs += regs[:1] * (3 - len(regs))  # unused operands repeat the first
         dst = self.new()
+        if op in _COMPARE or op in ("and", "or", "not", "is_finite"):
+            self.bools.add(dst)
         if any(k == "elem" for _, k, _ in ops):
             self.code.append(("elem", level, op, dst, *regs))
             return _Reg(dst, "elem", level)
@@ -256,12 +254,38 @@ def _reciprocal(b: _Builder, x: Any) -> Any:
     return jnp.float32(1.0) / x
 
 
+def _as_xla_rewrites(b: _Builder, name: str, ins: list) -> Any:
+    """XLA's algebraic rewrites that change IEEE results, made here too (found by
+    tests/optimizer/test_fast_path_differential.py); ``None`` where none applies.
+
+    * ``x * float(p)`` for a predicate ``p`` is ``select(p, x, 0)``: 0 even where
+      ``x`` is ±Inf or NaN, +0 where ``x`` is negative;
+    * ``x + 0.0`` is ``x``: -0 stays -0.
+    """
+    if name == "mul":
+        for p, x in (ins, ins[::-1]):
+            if isinstance(p, _Reg) and p.reg in b.bools:
+                return b.emit("select", p, jnp.float32(0.0), x)
+    if name == "add":
+        for zero, x in (ins, ins[::-1]):
+            if (
+                isinstance(x, _Reg)
+                and not isinstance(zero, (_Reg, _Host, jax.core.Tracer))
+                and np.asarray(zero, np.float32).tobytes() == bytes(4)
+            ):
+                return x
+    return None
+
+
 def _element(b: _Builder, name: str, eqn: Any, ins: list) -> Any:
     """One equation on values the program computes."""
     elem = lambda x: isinstance(x, _Reg) and x.kind == "elem"  # noqa: E731
     if name == "div" and elem(ins[0]) and not elem(ins[1]):
         # XLA rewrites x / broadcast(s) as x * (1 / s); so does the program.
         return b.emit("mul", ins[0], _reciprocal(b, ins[1]))
+    rewritten = _as_xla_rewrites(b, name, ins)
+    if rewritten is not None:
+        return rewritten
     if name in _BINARY or name in _COMPARE or name in _UNARY:
         return b.emit(name, *ins)
     if name == "reduce_sum":
@@ -433,7 +457,7 @@ def _encode(b: _Builder, outs: list[int]) -> np.ndarray:
         local = dict(phys)
         free: list[int] = []
         top = base
-        body += [int(scalar), len(code)]
+        body += [program.PHASE_SCALAR if scalar else program.PHASE_ELEMENT, len(code)]
         for i, (_, _, op, dst, x, y, z) in enumerate(code):
             srcs = [local.get(r, 0) for r in (x, y, z)]
             if dst not in local:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import mxjax as mx
-from mxjax._kernels import codegen
+from mxjax._kernels import cache, codegen
 from mxjax.optimizer import _fused
 from tests.helpers import kernel_loops
 
@@ -50,6 +50,8 @@ def fresh(tmp_path, monkeypatch):
     """An empty disk cache and no loop registered, before and after."""
     monkeypatch.setenv("MXJAX_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("MXJAX_NO_CODEGEN", raising=False)
+    monkeypatch.setattr(cache, "_reported", set())  # each test sees its own warnings
+    monkeypatch.setattr(codegen, "_loaded", {})  # libraries come from this disk cache
     _fused._kernels.clear_loops()
     yield tmp_path
     _fused._kernels.clear_loops()
@@ -113,7 +115,8 @@ def test_without_a_compiler_the_interpreter_gives_the_same_numbers(
     monkeypatch.setenv("MXJAX_CACHE_DIR", str(fresh / "other"))
     monkeypatch.setenv("CC", str(fresh / "no-such-compiler"))
     (code,) = programs("adam", monkeypatch, wd=0.1)
-    assert not _fused._kernels.compile_loop(code)
+    with pytest.warns(UserWarning, match="no-such-compiler.* is not a command"):
+        assert not _fused._kernels.compile_loop(code)
     got = step("adam", wd=0.1)  # interpreter
     for x, y in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
@@ -122,7 +125,8 @@ def test_without_a_compiler_the_interpreter_gives_the_same_numbers(
 def test_a_compile_error_leaves_the_interpreter(monkeypatch, fresh) -> None:
     (code,) = programs("sgd", monkeypatch)
     monkeypatch.setattr(codegen, "source", lambda code, phase: "this is not C")
-    assert not _fused._kernels.compile_loop(code)
+    with pytest.warns(UserWarning, match="could not compile a loop"):
+        assert not _fused._kernels.compile_loop(code)
     assert not list(fresh.glob("kernels/*.so"))
 
 
@@ -139,7 +143,7 @@ def test_an_unusable_cache_folder_falls_back_to_a_private_one(monkeypatch, fresh
     monkeypatch.setenv("MXJAX_CACHE_DIR", str(blocker))
     (code,) = programs("nag", monkeypatch, momentum=0.9)
     assert _fused._kernels.compile_loop(code)
-    assert codegen._cache_dir() == codegen._private_dir() != blocker
+    assert cache.folder() == cache._private_folder() != blocker
 
 
 def test_a_leaf_sum_has_the_interpreters_bits(monkeypatch) -> None:
