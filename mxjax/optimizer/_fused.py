@@ -132,9 +132,9 @@ class _Builder:
         key = id(value)
         if key not in self.uniform_reg:
             x = jnp.asarray(value)
-            if x.shape != () or x.dtype not in (_F32, _BOOL):
+            if x.size != 1 or x.dtype not in (_F32, _BOOL):
                 raise Unsupported(f"uniform of shape {x.shape} and dtype {x.dtype}")
-            self.uniforms.append(x.astype(jnp.float32))
+            self.uniforms.append(x.reshape(()).astype(jnp.float32))
             self.uniform_reg[key] = self.new()
             self._keep.append(value)
             if not isinstance(value, jax.core.Tracer) and np.isnan(
@@ -163,7 +163,8 @@ class _Builder:
 
 def _check_aval(b: _Builder, name: str, v: Any) -> None:
     aval = v.aval
-    if aval.shape not in ((), b.leaf) or aval.dtype not in (_F32, _BOOL):
+    one = all(isinstance(d, int) and d == 1 for d in aval.shape)  # a scalar, or kept dims
+    if not (one or aval.shape == b.leaf) or aval.dtype not in (_F32, _BOOL):
         raise Unsupported(f"{name} on a value of shape {aval.shape} and dtype {aval.dtype}")
 
 

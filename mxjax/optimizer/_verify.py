@@ -224,15 +224,16 @@ class _Trace:
                 return self.run(inner.jaxpr, inner.consts, ins)
             if inner is not None:
                 return self.run(inner, (), ins)
-        if name in _RESHAPES and (in_shapes[0] == out_shapes[0] or (
-            in_shapes[0] == () and out_shapes[0] == self.shape
-        )):
+        if name in _RESHAPES and (
+            in_shapes[0] == out_shapes[0]
+            or (_ones(in_shapes[0]) and (_ones(out_shapes[0]) or out_shapes[0] == self.shape))
+        ):
             return [ins[0]]  # the same value, spread over the leaf or not
         if name == "optimization_barrier":
             return list(ins)
         params: Any = eqn.params
         if leaf:
-            same = lambda s: s in ((), self.shape)  # noqa: E731
+            same = lambda s: _ones(s) or s == self.shape  # noqa: E731
             if name in REDUCTIONS:
                 axes = tuple(sorted(eqn.params["axes"]))
                 if in_shapes[0] != self.shape or axes != tuple(range(len(self.shape))):
@@ -244,8 +245,8 @@ class _Trace:
                 params = {k: v for k, v in eqn.params.items() if k != "axes"}
             elif name not in ELEMENTWISE:
                 raise _Refuted(f"it applies {name} to the leaf, which is not elementwise")
-            elif not all(map(same, in_shapes)) or any(
-                s != (self.shape if self.shape in in_shapes else ()) for s in out_shapes
+            elif not all(map(same, in_shapes + out_shapes)) or (
+                self.shape in in_shapes and out_shapes[0] != self.shape
             ):
                 raise _Refuted(f"its {name} changes the leaf's shape")
         if self.symbolic(list(params.values())):
@@ -255,6 +256,12 @@ class _Trace:
         dtypes = tuple(str(v.aval.dtype) for v in eqn.outvars)
         self.sig.append((name, canon, tuple(x.ref for x in ins), dtypes))
         return [_Var(("eqn", k, i), leaf, index) for i in range(len(eqn.outvars))]
+
+
+def _ones(shape: tuple) -> bool:
+    """Whether ``shape`` holds one element whatever the leaf (``()``, ``(1, 1)``, ...):
+    a value of it is a scalar, of the leaf (a reduction kept its dimensions) or not."""
+    return all(isinstance(d, int) and d == 1 for d in shape)
 
 
 def _spec(x: Any) -> Any:
