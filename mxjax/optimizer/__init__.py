@@ -37,6 +37,7 @@ from ._nag import nag as nag
 from ._rmsprop import rmsprop as rmsprop
 from ._sgd import sgd as sgd
 from ._sgld import sgld as sgld
+from ._verify import FastPathFallbackWarning as FastPathFallbackWarning
 from ._signum import signum as signum
 
 

@@ -113,14 +113,24 @@ class Rule:
       prepare: ``(extra, t, lr, num_leaves) -> (step_extra, new_extra)``, run once per
         step before the kernels; ``step_extra`` reaches every kernel as ``h.extra``.
       count_offset: added to ``num_update`` when calling the schedule (LBSGD: -1) [Q5].
-      elementwise: the kernel may run on several leaves concatenated into one flat
-        buffer (``multi_tensor=True``): it is elementwise, draws no random numbers and
-        does not use ``h.index`` or ``h.name``.
+      elementwise: whether the kernel computes each element of a leaf from the same
+        element of its inputs alone, the same way on every leaf (no use of the leaf's
+        shape, size or rank, of ``h.index`` or ``h.name``, no random draws, no
+        reductions). Under ``multi_tensor=True`` only such a kernel may run on several
+        leaves at once (concatenated, or in the CPU custom call), and mxjax proves it
+        from the kernel's jaxprs at trace time
+        (:mod:`~mxjax.optimizer._verify`). ``None`` (the default): find out; a kernel
+        that is not runs leaf by leaf on slices of the flat state, with a
+        :class:`~mxjax.optimizer.FastPathFallbackWarning` once. ``True``: the same,
+        but a kernel that is not is refused (``ValueError`` at trace time). ``False``:
+        never; the state keeps the per-leaf layout (unless ``per_leaf_scalars``).
       per_leaf_scalars: the kernel is elementwise but for scalars of the whole leaf
-        (sums over the leaf, as LAMB's norms, or values computed from ``h.index``, which
-        it must accept as a traced int32). Under ``multi_tensor=True`` its state is flat
-        too: the CPU custom call runs it over all leaves at once, other backends leaf by
-        leaf on slices of the flat state.
+        (sums over every axis of the leaf, as LAMB's norms, or values computed from
+        ``h.index``, which it must accept as a traced int32). Under
+        ``multi_tensor=True`` its state is flat too: the CPU custom call runs it over
+        all leaves at once, other backends leaf by leaf on slices of the flat state.
+        Proven at trace time as ``elementwise=True`` is (a kernel reading the leaf's
+        shape or ``h.name``, or reducing over part of a leaf, is refused).
     """
 
     kernel: Kernel
@@ -133,8 +143,13 @@ class Rule:
     init_extra: Callable[[], PyTree] | None = None
     prepare: Callable[..., tuple[Any, PyTree]] | None = None
     count_offset: int = 0
-    elementwise: bool = True
+    elementwise: bool | None = None
     per_leaf_scalars: bool = False
+
+    @property
+    def flat_state(self) -> bool:
+        """Whether ``multi_tensor=True`` gives the rule flat (grouped) state."""
+        return self.elementwise is not False or self.per_leaf_scalars
 
 
 MASTER = "weight_master_copy"  # the slot name of a multi_precision master copy (MXNet's)
@@ -906,8 +921,7 @@ def from_rule(
             f"Rule.slots must be distinct names (str), not {MASTER!r}; got {rule.slots!r}"
         )
 
-    flat = rule.elementwise or rule.per_leaf_scalars
-    layout = _multi_layout(rule, cfg) if cfg.multi_tensor and flat else (
+    layout = _multi_layout(rule, cfg) if cfg.multi_tensor and rule.flat_state else (
         _PerLeaf(rule, cfg)
     )
 

@@ -8,22 +8,23 @@ group, to one XLA FFI custom call (``mxjax/_kernels/elementwise.cc``). The call 
 program over blocks of each leaf on XLA's intra-op thread pool and writes the new
 parameters and the group's flat slot buffers in place (they are aliased to its operands).
 
-How a rule becomes a program: :func:`compile_group` traces :func:`apply_rule` (MXNet's
-preamble and the kernel) on stand-in leaves of shape ``(7,)``. Every equation of the
-jaxpr whose inputs do not depend on a leaf (the learning rate, bias corrections, ...) is
-evaluated by JAX as usual and becomes a *uniform*, an entry of a small float32 vector
-passed to the call; every equation that does is translated to one instruction of the
-program. Only IEEE-exact operations are translated (``+ - * /``, sqrt, min/max, abs,
-sign, comparisons, select, integer powers as JAX lowers them); each rounds to float32 on
-its own, as XLA does, so the results equal the reference path's evaluated operation by
-operation (tested for every eligible optimizer).
+How a rule becomes a program: :mod:`mxjax.optimizer._verify` traces :func:`apply_rule`
+(MXNet's preamble and the kernel) on a leaf of symbolic shape ``(d0,)`` and proves that
+it is the same program on every leaf of the group; :func:`compile_group` translates that
+trace. Every equation of the jaxpr whose inputs do not depend on a leaf (the learning
+rate, bias corrections, ...) is evaluated by JAX as usual and becomes a *uniform*, an
+entry of a small float32 vector passed to the call; every equation that does is
+translated to one instruction of the program. Only IEEE-exact operations are translated
+(``+ - * /``, sqrt, min/max, abs, sign, comparisons, select, integer powers as JAX
+lowers them); each rounds to float32 on its own, as XLA does, so the results equal the
+reference path's evaluated operation by operation (tested for every eligible optimizer).
 
 Per-leaf scalars (``Rule.per_leaf_scalars``): a ``reduce_sum`` over the leaf becomes a
 reduction into a per-leaf register, and what depends on it runs in a later *phase*
 (:func:`_phases`); equations on ``h.index`` (traced as an int32) are evaluated by JAX for
 every member with ``vmap`` and reach the call as a per-leaf table. A rule using anything
-else (a transcendental function of a leaf, another dtype) gets ``None`` from
-:func:`compile_group` and runs on the XLA multi-tensor path instead.
+else (a transcendental function of a leaf, another dtype) makes :func:`compile_group`
+raise :class:`Unsupported`, and runs on the XLA multi-tensor path instead.
 
 The custom call exists for XLA's CPU backend only; elsewhere (and where the kernel
 library was not built) the group runs on the XLA path, with the same state layout.
@@ -42,11 +43,7 @@ from jax.extend import core as jcore
 
 from .. import _kernels
 from .._kernels import program
-from ._base import Rule, _Config, _Leaf, apply_rule
 from ._packed import numels
-
-STANDIN = 7
-"""The length of the stand-in leaves the rule is traced on."""
 
 CHUNK_LEAVES = 64
 """Leaves per custom call: XLA's compile time grows superlinearly with the number of
@@ -99,8 +96,9 @@ class _Host:
 class _Builder:
     """Translates the leaf-dependent equations of a jaxpr into instructions."""
 
-    def __init__(self, n_slots: int):
+    def __init__(self, n_slots: int, leaf: tuple):
         self.n_slots = n_slots
+        self.leaf = leaf  # the (symbolic) shape of the traced leaf
         self.n_values = 2 + n_slots  # virtual registers: w, g, slots, then the rest
         # (kind "elem" | "reduce" | "scalar", level, op, dst, a, b, c)
         self.code: list[tuple[str, int, str, int, int, int, int]] = []
@@ -130,9 +128,9 @@ class _Builder:
         key = id(value)
         if key not in self.uniform_reg:
             x = jnp.asarray(value)
-            if x.shape != () or x.dtype not in (_F32, _BOOL):
+            if x.size != 1 or x.dtype not in (_F32, _BOOL):
                 raise Unsupported(f"uniform of shape {x.shape} and dtype {x.dtype}")
-            self.uniforms.append(x.astype(jnp.float32))
+            self.uniforms.append(x.reshape(()).astype(jnp.float32))
             self.uniform_reg[key] = self.new()
             self._keep.append(value)
             if not isinstance(value, jax.core.Tracer) and np.isnan(
@@ -161,10 +159,11 @@ class _Builder:
         return _Reg(dst, "leaf", x.level + 1)
 
 
-def _check_aval(v: Any) -> None:
+def _check_aval(b: _Builder, name: str, v: Any) -> None:
     aval = v.aval
-    if aval.shape not in ((), (STANDIN,)) or aval.dtype not in (_F32, _BOOL):
-        raise Unsupported(f"value of shape {aval.shape} and dtype {aval.dtype}")
+    one = all(isinstance(d, int) and d == 1 for d in aval.shape)  # a scalar, or kept dims
+    if not (one or aval.shape == b.leaf) or aval.dtype not in (_F32, _BOOL):
+        raise Unsupported(f"{name} on a value of shape {aval.shape} and dtype {aval.dtype}")
 
 
 def _integer_pow(b: _Builder, x: Any, y: int) -> Any:
@@ -237,7 +236,7 @@ def _walk(b: _Builder, jaxpr: Any, consts: Sequence[Any], args: Sequence[Any]) -
                 outs = _bind_host(eqn, ins)
         else:
             for v in (*eqn.invars, *eqn.outvars):
-                _check_aval(v)
+                _check_aval(b, name, v)
             outs = [_element(b, name, eqn, ins)]
         for var, val in zip(eqn.outvars, outs):
             if not isinstance(var, jcore.DropVar):
@@ -495,62 +494,30 @@ def _encode(b: _Builder, outs: list[int]) -> np.ndarray:
 
 
 def compile_group(
-    rule: Rule,
-    cfg: _Config,
-    info: _Leaf,
-    n_slots: int,
-    members: Sequence[int],
-    *,
-    t: jax.Array,
-    lr: jax.Array,
-    extra: Any,
-    num_leaves: int,
-) -> Program | None:
-    """The program of one group's update, or ``None`` if the rule cannot be compiled.
+    closed: Any, n_slots: int, members: Sequence[int], uniforms: Sequence[Any]
+) -> Program:
+    """The program of one group's update.
 
-    ``members`` are the group's leaf indices (tree order): a kernel may use ``h.index``,
-    which JAX then evaluates for every member before the call. Must be called while
-    tracing the step: the uniform values are computed here.
+    ``closed`` is the update of one leaf as :func:`~mxjax.optimizer._verify.verify`
+    traced and proved it (on a leaf of symbolic shape ``(d0,)``: weight, gradient,
+    ``n_slots`` slots, then ``uniforms`` (the leaves of ``t``, ``lr`` and ``extra``)
+    and ``h.index``). ``members`` are the group's leaf indices (tree order): JAX
+    evaluates what the rule computes from ``h.index`` for every member before the call.
+    Must be called while tracing the step: the uniform values are computed here.
+
+    Raises:
+      Unsupported: the custom call cannot run an operation (the message names it).
     """
-    if not _kernels.available() or info.dtype != _F32 or info.compute != _F32:
-        return None
-    spec = jax.ShapeDtypeStruct((STANDIN,), jnp.float32)
-
-    def leaf_update(w, g, slots, t, lr, extra, index):
-        return apply_rule(
-            rule,
-            cfg,
-            info,
-            w,
-            g,
-            slots,
-            t=t,
-            lr=lr,
-            extra=extra,
-            index=index,
-            num_leaves=num_leaves,
-        )
-
-    index = jax.ShapeDtypeStruct((), jnp.int32)
-    try:
-        closed = jax.make_jaxpr(leaf_update)(
-            spec, spec, (spec,) * n_slots, t, lr, extra, index
-        )
-    except (TypeError, jax.errors.ConcretizationTypeError):  # index used statically
-        return None
-    b = _Builder(n_slots)
+    b = _Builder(n_slots, closed.jaxpr.invars[0].aval.shape)
     indices = _Host(jnp.asarray(np.asarray(members, np.int32)))
     args = [_Reg(r, "elem", 0) for r in range(2 + n_slots)]
-    args += [*jax.tree.leaves((t, lr, extra)), indices]
-    try:
-        outs = _walk(b, closed.jaxpr, closed.consts, args)
-        # An output that is the same over the leaf is a register filled with it.
-        out_regs = [b.operand(o)[0] for o in outs]
-    except Unsupported:
-        return None
+    args += [*uniforms, indices]
+    outs = _walk(b, closed.jaxpr, closed.consts, args)
+    # An output that is the same over the leaf is a register filled with it.
+    out_regs = [b.operand(o)[0] for o in outs]
     if len(out_regs) != 1 + n_slots:
-        return None
-    uniforms = jnp.stack(b.uniforms) if b.uniforms else jnp.zeros((1,), jnp.float32)
+        raise Unsupported(f"{len(out_regs)} outputs for {n_slots} slots")
+    uniform_vec = jnp.stack(b.uniforms) if b.uniforms else jnp.zeros((1,), jnp.float32)
     host = (
         jnp.stack(b.host, axis=1)
         if b.host
@@ -558,7 +525,7 @@ def compile_group(
     )
     code = _encode(b, out_regs)
     _kernels.compile_loop(code)
-    return Program(code, uniforms, host)
+    return Program(code, uniform_vec, host)
 
 
 def _call(

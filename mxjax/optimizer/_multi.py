@@ -25,10 +25,12 @@ the parameters and gradients as the only per-leaf arrays, and because no slot ha
 parameter's shape, ``jax.jit(opt.update, donate_argnums=(1, 2))`` pairs every donated
 buffer with its own successor: the step runs in place with no copies.
 
-Rules with ``Rule.elementwise`` (no use of ``h.index``/``h.name``, no random draws, no
-reductions over a leaf) use this layout, and so do rules with ``Rule.per_leaf_scalars``
-(LAMB, LANS, Nadam): the custom call handles their per-leaf scalars, and the XLA path
-runs them leaf by leaf on slices of the flat state. Any other optimizer ignores the flag.
+Rules not declared ``elementwise=False`` use this layout, and so do rules with
+``Rule.per_leaf_scalars`` (LAMB, LANS, Nadam). Which path a group takes is proven at
+trace time (:mod:`mxjax.optimizer._verify`): the custom call and the concatenation only
+for a rule that is the same program on every leaf (per-leaf scalars: the custom call
+only); anything else runs leaf by leaf on slices of the flat state. Any other optimizer
+ignores the flag.
 Every element goes through the same float32 operations as on the per-leaf path (tested
 for every eligible optimizer, and by the MXNet parity replay).
 """
@@ -53,8 +55,9 @@ from ._base import (
     apply_rule,
     needs_values,
 )
-from ._fused import compile_group, run_group, run_packed
+from ._fused import run_group, run_packed
 from ._packed import Layout, numels
+from ._verify import Paths
 
 _MAX_GROUP = 2**31 - 1  # elements in one flat buffer
 
@@ -227,6 +230,7 @@ class MultiTensor:
     def __init__(self, rule: Rule, cfg: _Config):
         self.rule, self.cfg = rule, cfg
         self.names = _slot_names(rule, cfg)
+        self.paths = Paths(rule, cfg)
 
     def init(
         self, infos: list[_Leaf], leaves: list, treedef: Any, values: Sequence | None = None
@@ -320,14 +324,15 @@ class MultiTensor:
         gs: list,
         flat: tuple,
         kw: dict,
+        concat: bool,
         shapes: list[tuple[int, ...]] | None = None,
     ) -> tuple[list, tuple]:
-        """One group through XLA: on the concatenation, or leaf by leaf on slices of the
-        flat state for a rule with per-leaf scalars. Returns new weights and slots.
-        ``shapes``: the leaves' shapes when ``ws`` and ``gs`` are one packed buffer each
-        (returns one new buffer)."""
+        """One group through XLA: on the concatenation (``concat``: a rule proven
+        elementwise), else leaf by leaf on slices of the flat state. Returns new weights
+        and slots. ``shapes``: the leaves' shapes when ``ws`` and ``gs`` are one packed
+        buffer each (returns one new buffer)."""
         if shapes is not None:
-            if self.rule.elementwise:
+            if concat:
                 w = None if gr.info.master else jnp.reshape(ws[0], gr.shape)
                 w_new, s_new = apply_rule(
                     self.rule, self.cfg, gr.info, w, jnp.reshape(gs[0], gr.shape), flat,
@@ -339,11 +344,11 @@ class MultiTensor:
                 p.reshape(sh) for p, sh in zip(lax.split(x, sizes), shapes)
             ]
             new_w, s_new = self._xla_group(
-                gr, infos, n, split(ws[0]), split(gs[0]), flat, kw
+                gr, infos, n, split(ws[0]), split(gs[0]), flat, kw, concat
             )
             return [jnp.concatenate([jnp.reshape(w, -1) for w in new_w])], s_new
         sizes = [_size(w) for w in ws]
-        if not self.rule.elementwise:
+        if not concat:
             new_w, pieces, start = [], [[] for _ in flat], 0
             for j, w, g, size in zip(gr.members, ws, gs, sizes):
                 info = infos[j]
@@ -403,17 +408,18 @@ class MultiTensor:
         shapes: list[tuple[int, ...]] | None = None,
     ) -> tuple[list, tuple]:
         """One group: the custom call where it can run it (its JVP is the XLA path's, so
-        a step stays differentiable), else XLA. With ``shapes``, ``ws`` and ``gs`` are
-        one packed buffer each, holding leaves of those shapes."""
+        a step stays differentiable), else XLA; the paths a rule may take are proven
+        (:mod:`mxjax.optimizer._verify`). With ``shapes``, ``ws`` and ``gs`` are one
+        packed buffer each, holding leaves of those shapes."""
+        leaf_shapes = shapes or [tuple(jnp.shape(w)) for w in ws]
+        choice = self.paths.choose(gr.info, flat, leaf_shapes, kw, n)
         xla = lambda ws, gs, flat, kw: self._xla_group(  # noqa: E731
-            gr, infos, n, ws, gs, flat, kw, shapes
+            gr, infos, n, ws, gs, flat, kw, choice.xla == "concat", shapes
         )
 
         @jax.custom_jvp
         def fused(ws, gs, flat, kw):
-            program = compile_group(
-                self.rule, self.cfg, gr.info, len(flat), gr.members, num_leaves=n, **kw
-            )
+            program = self.paths.program(choice, gr.info, gr.members, len(flat), kw)
             if program is None:
                 return xla(ws, gs, flat, kw)
             if shapes is None:

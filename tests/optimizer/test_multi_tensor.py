@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import mxjax as mx
-from mxjax.optimizer import MultiSlots
+from mxjax.optimizer import FastPathFallbackWarning, MultiSlots
 from mxjax.optimizer import _fused
 from mxjax.optimizer._multi import plan
 from tests.helpers import kernel_loops
@@ -113,7 +113,7 @@ def test_same_params_as_per_leaf(name: str, path: str) -> None:
     opt, got, state = run(name, True, params)
     leaves_close(got, ref, rtol=2e-5 if name != "ftml" else 1e-4)
     assert int(state.count) == int(ref_state.count) == 3
-    if opt.rule.elementwise or opt.rule.per_leaf_scalars:
+    if opt.rule.flat_state:
         assert isinstance(state.slots, MultiSlots)
         # f32 lr_mult 1 (the big leaf too), f32 lr_mult 2, f16 (master copy)
         assert len(state.slots.groups) == (3 if name != "groupadagrad" else 2)
@@ -123,7 +123,10 @@ def test_same_params_as_per_leaf(name: str, path: str) -> None:
         leaves_equal(state.slots, ref_state.slots)
 
 
-ELEMENTWISE = [n for n in NAMES if mx.optimizer.create(n).rule.elementwise]
+ELEMENTWISE = [
+    n for n in NAMES
+    if mx.optimizer.create(n).rule.flat_state and not mx.optimizer.create(n).rule.per_leaf_scalars
+]
 # Elementwise but for scalars of the whole leaf: norms (LAMB, LANS), the leaf's index (Nadam)
 PER_LEAF = [n for n in NAMES if mx.optimizer.create(n).rule.per_leaf_scalars]
 FLAT = ELEMENTWISE + PER_LEAF
@@ -244,8 +247,16 @@ def test_a_rule_the_custom_call_cannot_run_falls_back_to_xla() -> None:
     ref = mx.optimizer.from_rule(rule, learning_rate=0.1)
     params = f32_tree()
     g = grads(params, 0)
-    hlo = jax.jit(opt.update).lower(g, opt.init(params), params).as_text()
+    with warnings.catch_warnings(record=True) as told:
+        warnings.simplefilter("always")
+        hlo = jax.jit(opt.update).lower(g, opt.init(params), params).as_text()
     assert "mxjax_elementwise" not in hlo and "tanh" in hlo
+    # the user is told why, where the kernel could have run it
+    said = [str(w.message) for w in told if w.category is FastPathFallbackWarning]
+    if _fused._kernels.available():
+        assert len(said) == 1 and said[0].endswith("cannot run tanh")
+    else:  # XLA runs every rule: nothing to tell
+        assert said == []
     got, _ = jax.jit(opt.update)(g, opt.init(params), params)
     want, _ = jax.jit(ref.update)(g, ref.init(params), params)
     leaves_close(got, want, rtol=1e-6)

@@ -92,7 +92,7 @@ def test_matches_mxnet_every_step(name: str, cid: str) -> None:
 MULTI_CASES = [
     (n, c)
     for n, c in CASES
-    if (mx.optimizer.create(n).rule.elementwise or mx.optimizer.create(n).rule.per_leaf_scalars)
+    if mx.optimizer.create(n).rule.flat_state
     and not starts_past_max_update(optimizer_cases(n)[c])
     and (n, c) in REPRESENTATIVE
 ]
