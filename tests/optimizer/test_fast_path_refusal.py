@@ -17,6 +17,7 @@ import pytest
 
 import mxjax as mx
 from mxjax.optimizer import FastPathFallbackWarning, Rule, _fused, _verify
+from mxjax.optimizer._base import slots_view
 
 KERNEL = _fused._kernels.available()
 
@@ -64,12 +65,9 @@ def steps(rule: Rule, multi_tensor: bool, params: dict, n: int = 2, **kw):
 
 
 def per_leaf_slots(state) -> list[np.ndarray]:
-    """The slots as per-leaf arrays, flattened, in tree order (either layout)."""
-    if isinstance(state.slots, mx.optimizer.MultiSlots):
-        ((*bufs,),) = state.slots.groups
-        return [np.asarray(b).ravel() for b in bufs]
-    per = jax.tree.leaves(state.slots, is_leaf=lambda x: isinstance(x, tuple))
-    return [np.concatenate([np.ravel(s[k]) for s in per]) for k in range(len(per[0]))]
+    """The slots by parameter and slot name (either layout: ``slots_view``)."""
+    view = slots_view(state.slots)
+    return [np.ravel(view[p][k]) for p in sorted(view) for k in sorted(view[p])]
 
 
 def assert_same(a, b) -> None:
