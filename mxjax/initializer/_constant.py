@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from .._validate import fail
 from ._base import Initializer, NamedInit, Shape
 
 
@@ -60,22 +61,19 @@ class Constant(Initializer):
         Must be numeric. ``dumps()`` writes an array value as a nested list, as MXNet.
 
     Raises:
-      ValueError: at construction, if ``value`` is not numeric or holds a NaN or inf
-        (MXNet accepts those and fills every parameter with them); at call time, if
-        ``value`` does not broadcast to the shape.
+      TypeError: at construction, if ``value`` is not numeric.
+      ValueError: at construction, if ``value`` holds a NaN or inf (MXNet accepts
+        those and fills every parameter with them); at call time, if ``value`` does
+        not broadcast to the shape.
     """
 
     def __init__(self, value: ArrayLike) -> None:
         arr = np.asarray(value)
+        rule = "a finite number or array of them"
         if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-            raise ValueError(
-                f"value must be a number or a numeric array, got {value!r}"
-            )
+            fail("value", rule, value, f"dtype {arr.dtype}", TypeError)
         if arr.dtype != np.bool_ and not np.all(np.isfinite(arr)):
-            raise ValueError(
-                f"value must be finite (a NaN or inf would be copied into every "
-                f"parameter), got {value!r}"
-            )
+            fail("value", rule, value, "a NaN or inf would fill every parameter")
         super().__init__(value=value)
         self.value = arr
 

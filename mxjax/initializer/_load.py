@@ -14,6 +14,7 @@ from jax.typing import DTypeLike
 
 from .. import nd
 from .._npz import read_npz
+from .._validate import flag, instance
 from ._base import NamedInit, as_dtype, as_shape
 
 logger = logging.getLogger("mxjax.initializer")
@@ -66,22 +67,15 @@ class Load:
     ) -> None:
         if isinstance(param, (str, os.PathLike)):
             param = _read(param)
-        if not isinstance(param, Mapping):
-            raise ValueError(
-                f"param must be a mapping or a file path, got {param!r}"
-            )
+        instance("param", param, Mapping, "a mapping, an .npz path or a .params path")
         self.param: dict[str, np.ndarray] = {}
         for name, arr in param.items():
             key = name[4:] if name.startswith(("arg:", "aux:")) else name
             self.param[key] = np.asarray(arr)
-        if default_init is not None and not isinstance(default_init, NamedInit):
-            raise ValueError(
-                f"default_init must be an initializer or None, got {default_init!r}"
-            )
-        if not isinstance(verbose, bool):
-            raise ValueError(f"verbose must be a bool, got {verbose!r}")
+        if default_init is not None:
+            instance("default_init", default_init, NamedInit, "an initializer or None")
         self.default_init = default_init
-        self.verbose = verbose
+        self.verbose = flag("verbose", verbose)
 
     def init_named(
         self,

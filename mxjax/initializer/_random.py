@@ -5,7 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ._base import Initializer, NamedInit, Shape, check_real
+from .._validate import F32_MAX, real
+from ._base import Initializer, NamedInit, Shape
 
 
 class Uniform(Initializer):
@@ -22,7 +23,7 @@ class Uniform(Initializer):
 
     def __init__(self, scale: float = 0.07) -> None:
         super().__init__(scale=scale)
-        self.scale = check_real("scale", scale, ge=0.0)
+        self.scale = real("scale", scale, lo=0.0, hi=F32_MAX)
 
     def _init_weight(
         self,
@@ -45,7 +46,7 @@ class Normal(Initializer):
 
     def __init__(self, sigma: float = 0.01) -> None:
         super().__init__(sigma=sigma)
-        self.sigma = check_real("sigma", sigma, ge=0.0)
+        self.sigma = real("sigma", sigma, lo=0.0, hi=F32_MAX)
 
     def _init_weight(
         self,

@@ -8,15 +8,8 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
-from ._base import (
-    Initializer,
-    NamedInit,
-    Shape,
-    check_choice,
-    check_int,
-    check_real,
-    compute_fans,
-)
+from .._validate import F32_MAX, choice, integer, real
+from ._base import Initializer, NamedInit, Shape, compute_fans
 
 RndType = Literal["uniform", "gaussian"]
 FactorType = Literal["avg", "in", "out"]
@@ -102,23 +95,23 @@ class Xavier(Initializer):
             "factor_type": factor_type,
             "magnitude": magnitude,
         }
-        self._set(kwargs, magnitude, in_axis, out_axis)
-        self.rnd_type: RndType = check_choice(
+        self._set(kwargs, in_axis, out_axis)
+        self.magnitude = real("magnitude", magnitude, lo=0.0, lo_open=True, hi=F32_MAX)
+        self.rnd_type: RndType = choice(
             "rnd_type", rnd_type, ("uniform", "gaussian")
         )  # type: ignore[assignment]
-        self.factor_type: FactorType = check_choice(
+        self.factor_type: FactorType = choice(
             "factor_type", factor_type, ("avg", "in", "out")
         )  # type: ignore[assignment]
 
-    def _set(self, kwargs: dict, magnitude: float, in_axis: int, out_axis: int) -> None:
-        self.in_axis = check_int("in_axis", in_axis, ge=-(2**31))
-        self.out_axis = check_int("out_axis", out_axis, ge=-(2**31))
+    def _set(self, kwargs: dict, in_axis: int, out_axis: int) -> None:
+        self.in_axis = integer("in_axis", in_axis, lo=-(2**31))
+        self.out_axis = integer("out_axis", out_axis, lo=-(2**31))
         if self.in_axis == self.out_axis:
             raise ValueError(f"in_axis and out_axis must differ, both are {in_axis}")
         if (in_axis, out_axis) != (1, 0):
             kwargs = {**kwargs, "in_axis": in_axis, "out_axis": out_axis}
         Initializer.__init__(self, **kwargs)
-        self.magnitude = check_real("magnitude", magnitude, gt=0.0)
 
     def scale(self, shape: Shape) -> float:
         """MXNet's ``scale = sqrt(magnitude / factor)`` for a weight of ``shape``."""
@@ -175,15 +168,11 @@ class MSRAPrelu(Xavier):
         in_axis: int = 1,
         out_axis: int = 0,
     ) -> None:
-        s = check_real("slope", slope)
-        self._set(
-            {"factor_type": factor_type, "slope": slope},
-            2.0 / (1 + s**2),
-            in_axis,
-            out_axis,
-        )
+        s = real("slope", slope, lo=-F32_MAX, hi=F32_MAX)
+        self._set({"factor_type": factor_type, "slope": slope}, in_axis, out_axis)
+        self.magnitude = 2.0 / (1 + s**2)
         self.rnd_type = "gaussian"
-        self.factor_type = check_choice(
+        self.factor_type = choice(
             "factor_type", factor_type, ("avg", "in", "out")
         )  # type: ignore[assignment]
         self.slope = s

@@ -44,7 +44,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import _validate
 from .._names import path_name
+from .._validate import real as check_range  # re-exported for the optimizers
 from .._typing import Grads, Params, PyTree, Schedule
 from ._packed import Layout, Packed
 
@@ -264,37 +266,6 @@ def int_pow(x: jax.Array, n: int | jax.Array, bound: int) -> jax.Array:
     return acc
 
 
-def check_range(
-    name: str,
-    value: Any,
-    *,
-    lo: float | None = None,
-    hi: float | None = None,
-    lo_open: bool = False,
-    hi_open: bool = False,
-) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is a finite real in range."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    interval = (
-        ("(" if lo_open else "[")
-        + ("-inf" if lo is None else repr(lo))
-        + ", "
-        + ("inf" if hi is None else repr(hi))
-        + (")" if hi_open else "]")
-    )
-    try:
-        ok = math.isfinite(value)
-    except OverflowError:  # an int beyond float range
-        ok = False
-    if ok and lo is not None:
-        ok = value > lo if lo_open else value >= lo
-    if ok and hi is not None:
-        ok = value < hi if hi_open else value <= hi
-    if not ok:
-        raise ValueError(f"{name} must be in {interval}, got {value!r}")
-
-
 # ------------------------------------------------------------------------ the preamble
 
 
@@ -322,13 +293,12 @@ def resolve_learning_rate(
             )
         return learning_rate, None
     if learning_rate is not None:
-        check_range("learning_rate", learning_rate, lo=0.0)
+        check_range("learning_rate", learning_rate, lo=0.0, none_ok=True)
         learning_rate = float(learning_rate)
     if lr_scheduler is None:
         rate = 0.01 if learning_rate is None else learning_rate
         return rate, rate
-    if not callable(lr_scheduler):
-        raise TypeError(f"lr_scheduler must be callable, got {lr_scheduler!r}")
+    _validate.function("lr_scheduler", lr_scheduler, none_ok=True)
     if learning_rate is None:
         return lr_scheduler, None
     base_lr = getattr(lr_scheduler, "base_lr", None)
@@ -368,31 +338,22 @@ class _Config:
 
 
 def _effective_clip(clip_gradient: float | None, mode: str) -> float | None:
-    if clip_gradient is None:
-        return None
-    check_range("clip_gradient", clip_gradient)
-    c = float(clip_gradient)
-    if mode == "fused":  # `if self.clip_gradient:` and the op clips only when >= 0
-        return c if c > 0 else None
-    if c < 0:
-        raise ValueError(
-            f"clip_gradient must be >= 0 (or None), got {clip_gradient!r}: MXNet's "
-            "NDArray optimizers would clip to the inverted range [-c, c]"
-        )
-    return c
+    if mode == "python":  # MXNet's NDArray optimizers would clip to [-c, c] for c < 0
+        return check_range("clip_gradient", clip_gradient, lo=0.0, none_ok=True)
+    c = check_range("clip_gradient", clip_gradient, none_ok=True)
+    # fused ops: `if self.clip_gradient:` and the op clips only when >= 0
+    return c if c is not None and c > 0 else None
 
 
 def _mults(name: str, mult: Mapping[str, float] | None) -> dict[str, float]:
     if mult is None:
         return {}
-    if not isinstance(mult, Mapping):
-        raise TypeError(f"{name} must be a dict {{leaf name: multiplier}}, got {mult!r}")
+    rule = "a dict {leaf name: multiplier} or None"
+    _validate.instance(name, mult, Mapping, rule)
     out = {}
     for k, v in mult.items():
-        if not isinstance(k, str):
-            raise TypeError(f"{name} keys must be leaf names (str), got {k!r}")
-        check_range(f"{name}[{k!r}]", v)
-        out[k] = float(v)
+        _validate.instance(f"{name} key {k!r}", k, str, "a leaf name (str)")
+        out[k] = check_range(f"{name}[{k!r}]", v)
     return out
 
 
@@ -402,14 +363,12 @@ def _config(rule: Rule, learning_rate: float | Schedule | None, c: Common) -> _C
     check_range("wd", wd, lo=0.0)
     rescale_grad = c.get("rescale_grad", 1.0)
     check_range("rescale_grad", rescale_grad)
-    begin = c.get("begin_num_update", 0)
-    if isinstance(begin, bool) or not isinstance(begin, int) or not 0 <= begin < 2**31 - 1:
-        raise ValueError(
-            f"begin_num_update must be an int in [0, 2**31 - 1), got {begin!r}"
-        )
+    # the count is int32 and the first update sees begin_num_update + 1
+    begin = _validate.integer(
+        "begin_num_update", c.get("begin_num_update", 0), lo=0, hi=_validate.INT32_MAX - 1
+    )
     for flag in ("multi_precision", "wd_by_name", "skip_nonfinite", "multi_tensor"):
-        if not isinstance(c.get(flag, False), bool):
-            raise TypeError(f"{flag} must be a bool, got {c.get(flag)!r}")
+        _validate.flag(flag, c.get(flag, False))
     return _Config(
         rate=rate,
         wd=float(wd),
