@@ -11,6 +11,11 @@ helps, the reason in parentheses. ``<rule>`` is written exactly as the *Rule* co
 ``docs/validation.md`` (``real in [0, 1)``, ``int in [1, 2147483647]``, ``bool``,
 ``one of "linear", "constant"``, ``callable``, each optionally ``or None``);
 ``tests/reliability/test_validation_table.py`` checks every row against these messages.
+
+A ``real`` must also survive float32, the dtype every hyperparameter is used in: a
+value that overflows float32, a nonzero value below float32's smallest normal number
+(it rounds to 0 or to a subnormal that CPUs flush to 0), and a value whose float32
+rounding breaks the rule (``beta1=0.9999999999`` rounds to ``1.0``) are refused.
 """
 
 from __future__ import annotations
@@ -62,6 +67,11 @@ def _inside(x: float, lo: float | None, hi: float | None, lo_open: bool, hi_open
     return hi is None or (x < hi if hi_open else x <= hi)
 
 
+def _f32(x: float) -> float:
+    with np.errstate(over="ignore"):
+        return float(np.float32(x))
+
+
 def real(
     name: str,
     value: Any,
@@ -73,10 +83,12 @@ def real(
     lo_name: str | None = None,
     hi_name: str | None = None,
     none_ok: bool = False,
+    note: str = "",
 ) -> Any:
-    """``value`` as a float: a finite real number in the interval.
+    """``value`` as a float: a finite real number in the interval that float32 holds.
 
-    ``lo_name``/``hi_name`` name the argument a bound comes from (``[0, base_lr]``).
+    ``lo_name``/``hi_name`` name the argument a bound comes from (``[0, base_lr]``);
+    ``note`` says where a bound comes from (shown when the value is outside).
     ``None`` is returned as is when ``none_ok``.
     """
     rule = interval("real", lo, hi, lo_open, hi_open, lo_name, hi_name)
@@ -86,7 +98,8 @@ def real(
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         fail(name, rule, value, f"a {type(value).__name__}", TypeError)
     bounds = ", ".join(
-        f"{n}={b!r}" for n, b in ((lo_name, lo), (hi_name, hi)) if n is not None
+        [f"{n}={b!r}" for n, b in ((lo_name, lo), (hi_name, hi)) if n is not None]
+        + ([note] if note else [])
     )
     try:
         x = float(value)
@@ -94,6 +107,21 @@ def real(
         fail(name, rule, value, "beyond float range")
     if not math.isfinite(x) or not _inside(x, lo, hi, lo_open, hi_open):
         fail(name, rule, value, bounds)
+    x32 = _f32(x)
+    if math.isinf(x32):
+        fail(name, rule, value, f"it overflows float32, whose largest value is {F32_MAX:.8g}")
+    if x != 0 and abs(x32) < F32_TINY:
+        fail(
+            name,
+            rule,
+            value,
+            f"it rounds to {x32!r} in float32, whose smallest normal value is "
+            f"{F32_TINY:.8g}; use 0 or a larger value",
+        )
+    lo32 = None if lo is None else _f32(lo)
+    hi32 = None if hi is None else _f32(hi)
+    if not _inside(x32, lo32, hi32, lo_open, hi_open):
+        fail(name, rule, value, f"it rounds to {x32!r} in float32")
     return x
 
 

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from .._validate import fail
+from .._validate import F32_MAX, F32_TINY, fail, real
 from ._base import Initializer, NamedInit, Shape
 
 
@@ -74,6 +74,11 @@ class Constant(Initializer):
             fail("value", rule, value, f"dtype {arr.dtype}", TypeError)
         if arr.dtype != np.bool_ and not np.all(np.isfinite(arr)):
             fail("value", rule, value, "a NaN or inf would fill every parameter")
+        if np.issubdtype(arr.dtype, np.floating):  # each element must survive float32
+            mag = np.abs(arr.astype(np.float64))
+            bad = (mag > F32_MAX) | ((mag != 0) & (mag < F32_TINY))
+            if bad.any():
+                real("value", float(arr[bad][0]))
         super().__init__(value=value)
         self.value = arr
 

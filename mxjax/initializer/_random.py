@@ -16,14 +16,17 @@ class Uniform(Initializer):
     is symmetric, as MXNet's. Values are drawn directly in ``dtype`` (no upcast).
 
     Args:
-      scale: half-width of the range; finite, ``>= 0``.
+      scale: half-width of the range; ``>= 0`` and at most half of float32's largest
+        value (the draw spans ``2 * scale``).
 
     >>> Uniform(0.1)(jax.random.key(42), (2, 3))  # doctest: +SKIP
     """
 
     def __init__(self, scale: float = 0.07) -> None:
         super().__init__(scale=scale)
-        self.scale = real("scale", scale, lo=0.0, hi=F32_MAX)
+        self.scale = real(
+            "scale", scale, lo=0.0, hi=F32_MAX / 2, note="the draw spans 2 * scale in float32"
+        )
 
     def _init_weight(
         self,
@@ -41,12 +44,19 @@ class Normal(Initializer):
     r"""MXNet's ``Normal(sigma=0.01)``: :math:`w \sim \mathcal{N}(0, \sigma^2)`.
 
     Args:
-      sigma: standard deviation; finite, ``>= 0``.
+      sigma: standard deviation; ``>= 0`` and at most an eighth of float32's largest
+        value (float32 normal draws reach ``|z| ~ 5.42``).
     """
 
     def __init__(self, sigma: float = 0.01) -> None:
         super().__init__(sigma=sigma)
-        self.sigma = real("sigma", sigma, lo=0.0, hi=F32_MAX)
+        self.sigma = real(
+            "sigma",
+            sigma,
+            lo=0.0,
+            hi=F32_MAX / 8,
+            note="float32 normal draws reach |z| ~ 5.42 and sigma * z must stay finite",
+        )
 
     def _init_weight(
         self,

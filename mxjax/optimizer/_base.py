@@ -345,7 +345,11 @@ def _effective_clip(clip_gradient: float | None, mode: str) -> float | None:
     return c if c is not None and c > 0 else None
 
 
-def _mults(name: str, mult: Mapping[str, float] | None) -> dict[str, float]:
+def _mults(
+    name: str, mult: Mapping[str, float] | None, base: tuple[str, Any]
+) -> dict[str, float]:
+    """The multipliers, each finite and its product with ``base`` (``(name, value)``:
+    the learning rate or ``wd``; a schedule is skipped) within float32 too."""
     if mult is None:
         return {}
     rule = "a dict {leaf name: multiplier} or None"
@@ -354,6 +358,8 @@ def _mults(name: str, mult: Mapping[str, float] | None) -> dict[str, float]:
     for k, v in mult.items():
         _validate.instance(f"{name} key {k!r}", k, str, "a leaf name (str)")
         out[k] = check_range(f"{name}[{k!r}]", v)
+        if not callable(base[1]):
+            check_range(f"{base[0]} * {name}[{k!r}]", base[1] * out[k])
     return out
 
 
@@ -376,8 +382,8 @@ def _config(rule: Rule, learning_rate: float | Schedule | None, c: Common) -> _C
         clip=_effective_clip(c.get("clip_gradient"), rule.clip_mode),
         begin_num_update=begin,
         multi_precision=c.get("multi_precision", False),
-        lr_mult=_mults("lr_mult", c.get("lr_mult")),
-        wd_mult=_mults("wd_mult", c.get("wd_mult")),
+        lr_mult=_mults("lr_mult", c.get("lr_mult"), ("learning_rate", rate)),
+        wd_mult=_mults("wd_mult", c.get("wd_mult"), ("wd", wd)),
         wd_by_name=c.get("wd_by_name", False),
         skip_nonfinite=c.get("skip_nonfinite", False),
         multi_tensor=c.get("multi_tensor", False),

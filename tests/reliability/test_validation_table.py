@@ -318,6 +318,11 @@ def canonical(r: Rule, component: str) -> list[tuple[str, Any]]:
         out += [] if r.none_ok else [("type", None)]
         if r.kind == "real":
             out += [("range", math.nan), ("range", math.inf), ("range", -math.inf)]
+            # inside the interval in float64, but not in float32 (the rule's float32 part)
+            f32 = [1e39, -1e39, 1e-39, -1e-39, 1e-50]
+            if math.isfinite(hi) and r.hi_open:
+                f32.append(math.nextafter(float(hi), -math.inf))  # rounds up to hi
+            out += [("range", v) for v in f32 if inside(v, r, lo, hi)]
         else:
             out += [("type", 1.5), ("type", 2.0)]
         if isinstance(lo, int) or math.isfinite(lo):
