@@ -348,7 +348,7 @@ def _effective_clip(clip_gradient: float | None, mode: str) -> float | None:
 def _mults(
     name: str, mult: Mapping[str, float] | None, base: tuple[str, Any]
 ) -> dict[str, float]:
-    """The multipliers, each finite and its product with ``base`` (``(name, value)``:
+    """The multipliers, each finite and ``>= 0`` and its product with ``base`` (``(name, value)``:
     the learning rate or ``wd``; a schedule is skipped) within float32 too."""
     if mult is None:
         return {}
@@ -357,7 +357,7 @@ def _mults(
     out = {}
     for k, v in mult.items():
         _validate.instance(f"{name} key {k!r}", k, str, "a leaf name (str)")
-        out[k] = check_range(f"{name}[{k!r}]", v)
+        out[k] = check_range(f"{name}[{k!r}]", v, lo=0.0)  # < 0: uphill, or growth
         if not callable(base[1]):
             check_range(f"{base[0]} * {name}[{k!r}]", base[1] * out[k])
     return out
