@@ -565,9 +565,25 @@ def _check_extra(rule: Rule, extra: PyTree) -> None:
 
 
 def _schedule(rate: float | Schedule, num_update: jax.Array) -> jax.Array:
-    if callable(rate):
-        return jnp.asarray(rate(num_update), jnp.float32)
-    return jnp.asarray(rate, jnp.float32)
+    """The step's learning rate, float32. A schedule's result is checked when ``jit``
+    traces: a real scalar (a shape-(1,) result would reshape 0-d parameters, a
+    shape-(n,) one become per-element rates)."""
+    if not callable(rate):
+        return jnp.asarray(rate, jnp.float32)
+    out = rate(num_update)
+    dtype = jnp.result_type(out) if hasattr(out, "dtype") or isinstance(
+        out, (int, float)
+    ) else None
+    if isinstance(out, bool) or dtype is None or not (
+        jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)
+    ) or jnp.shape(out) != ():
+        _validate.fail(
+            "the learning-rate schedule's result",
+            "a real scalar (shape ())",
+            out if not hasattr(out, "shape") else jax.ShapeDtypeStruct(out.shape, out.dtype),
+            f"schedule {rate!r} at num_update {num_update}",
+        )
+    return jnp.asarray(out, jnp.float32)
 
 
 def _all_finite(leaves: Sequence[jax.Array]) -> jax.Array:
@@ -792,7 +808,7 @@ def from_rule(
             new_params = jax.tree_util.tree_unflatten(treedef, new_leaves)
         new_state = OptState(count=t, slots=new_slots, extra=new_extra, skipped=state.skipped)
         if cfg.skip_nonfinite:
-            ok = _all_finite(g_leaves)
+            ok = _all_finite(g_leaves) & jnp.isfinite(lr)  # a NaN rate: skipped too
             keep = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
             new_params = jax.tree.map(keep, new_params, params)
             new_state = jax.tree.map(keep, new_state, state)
