@@ -62,6 +62,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._files import atomic_write
 from ._npz import read_npz
 from ._typing import Params, PyTree
 from .optimizer import Optimizer
@@ -154,8 +155,10 @@ def save(
 ) -> None:
     """Write ``state`` (and ``params``) to ``path`` as an ``.npz`` checkpoint.
 
-    The file is written to a temporary name and renamed, so an interrupted save never
-    leaves a half-written checkpoint under ``path``. ``path`` is used as given (no
+    The file is written to a temporary file of its own in the same directory, flushed,
+    ``fsync``-ed and renamed (:func:`mxjax._files.atomic_write`), so an interrupted
+    save never leaves a half-written checkpoint under ``path``, and of several threads
+    or processes saving to one path the last complete one wins. ``path`` is used as given (no
     ``.npz`` suffix is added).
 
     Args:
@@ -184,18 +187,14 @@ def save(
         meta[kind] = specs
     arrays[_META] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
 
-    path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+    def write(f: Any) -> None:
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
             for key, arr in arrays.items():
                 buf = io.BytesIO()
                 np.lib.format.write_array(buf, arr, allow_pickle=False)
                 zf.writestr(f"{key}.npy", buf.getvalue())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    atomic_write(path, write)
 
 
 # ------------------------------------------------------------------------------ load
