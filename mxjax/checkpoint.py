@@ -63,7 +63,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._files import atomic_write
-from ._npz import read_npz
+from ._npz import Member, open_npz
 from ._typing import Params, PyTree
 from .optimizer import Optimizer
 
@@ -200,49 +200,46 @@ def save(
 # ------------------------------------------------------------------------------ load
 
 
-def _read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Read and self-check the whole file; any defect is a :class:`CheckpointError`."""
+def _read(
+    path: str | os.PathLike[str], *, data: bool = True
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read and self-check the file; any defect is a :class:`CheckpointError`.
+
+    The description is read first, and every member's header is checked against it
+    before any array data is decompressed; ``data=False`` stops there (``describe``).
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(path)
     try:
-        with open(path, "rb") as f:
-            # bounds-checked: no pickle, nothing larger than the file is allocated
-            npz = read_npz(f, CheckpointError, path)
-        if _META not in npz:
-            raise CheckpointError(f"{path}: not an mxjax checkpoint (no {_META})")
-        meta = json.loads(npz[_META].tobytes().decode())
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise CheckpointError(f"{path}: not an mxjax checkpoint")
-        if meta.get("version") != VERSION:
-            raise CheckpointError(
-                f"{path}: checkpoint format version {meta.get('version')!r}; this "
-                f"mxjax reads version {VERSION}"
-            )
-        _check_meta(path, meta)
-        arrays = {}
-        for kind in ("state", "params"):
-            for i, spec in enumerate(meta[kind] or []):
-                arr = npz[f"{kind}_{i}"]
-                if "key_impl" in spec:  # must re-wrap to the described keys
-                    keys = jax.random.wrap_key_data(arr, impl=spec["key_impl"])
-                    if list(keys.shape) != spec["shape"] or str(keys.dtype) != spec[
-                        "dtype"
-                    ]:
-                        raise CheckpointError(
-                            f"{path}: keys {kind}{spec['path']} do not match their "
-                            "description"
-                        )
-                    arrays[f"{kind}_{i}"] = arr
-                    continue
-                if "stored_as" in spec:
-                    arr = arr.view(jnp.dtype(spec["dtype"]))
-                if list(arr.shape) != spec["shape"] or arr.dtype.name != spec["dtype"]:
-                    raise CheckpointError(
-                        f"{path}: array {kind}{spec['path']} does not match its "
-                        "description"
-                    )
-                arrays[f"{kind}_{i}"] = arr
+        with open(path, "rb") as f, open_npz(f, CheckpointError, path) as npz:
+            if _META not in npz.members:
+                raise CheckpointError(f"{path}: not an mxjax checkpoint (no {_META})")
+            meta_member = npz.members[_META]
+            if meta_member.dtype != np.uint8 or len(meta_member.shape) != 1:
+                raise CheckpointError(f"{path}: not an mxjax checkpoint")
+            meta = json.loads(npz.read(_META).tobytes().decode())
+            if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+                raise CheckpointError(f"{path}: not an mxjax checkpoint")
+            if meta.get("version") != VERSION:
+                raise CheckpointError(
+                    f"{path}: checkpoint format version {meta.get('version')!r}; this "
+                    f"mxjax reads version {VERSION}"
+                )
+            _check_meta(path, meta)
+            keys = [
+                (f"{kind}_{i}", kind, spec)
+                for kind in ("state", "params")
+                for i, spec in enumerate(meta[kind] or [])
+            ]
+            for key, kind, spec in keys:  # headers only: nothing decompressed yet
+                if key not in npz.members:
+                    raise CheckpointError(f"{path}: array {kind}{spec['path']} is missing")
+                _check_header(path, kind, spec, npz.members[key])
+            arrays = {
+                key: _restore_array(path, kind, spec, npz.read(key))
+                for key, kind, spec in (keys if data else [])
+            }
     except CheckpointError:
         raise
     except Exception as e:  # zip, npy, JSON and jax readers each raise their own types
@@ -250,6 +247,37 @@ def _read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.nd
             f"{path}: corrupted or truncated checkpoint ({type(e).__name__}: {e})"
         ) from e
     return meta, arrays
+
+
+def _check_header(path: str, kind: str, spec: dict[str, Any], member: Member) -> None:
+    """A member's ``.npy`` header against its description (before reading its data)."""
+    if "key_impl" in spec:  # key data: the shape gains the implementation's key axes
+        ok = list(member.shape[: len(spec["shape"])]) == spec["shape"]
+    elif "stored_as" in spec:
+        ok = member.dtype.name == spec["stored_as"] and list(member.shape) == spec["shape"]
+    else:
+        ok = member.dtype.name == spec["dtype"] and list(member.shape) == spec["shape"]
+    if not ok:
+        raise CheckpointError(
+            f"{path}: array {kind}{spec['path']} does not match its description"
+        )
+
+
+def _restore_array(path: str, kind: str, spec: dict[str, Any], arr: np.ndarray) -> np.ndarray:
+    if "key_impl" in spec:  # must re-wrap to the described keys
+        keys = jax.random.wrap_key_data(arr, impl=spec["key_impl"])
+        if list(keys.shape) != spec["shape"] or str(keys.dtype) != spec["dtype"]:
+            raise CheckpointError(
+                f"{path}: keys {kind}{spec['path']} do not match their description"
+            )
+        return arr
+    if "stored_as" in spec:
+        arr = arr.view(jnp.dtype(spec["dtype"]))
+    if list(arr.shape) != spec["shape"] or arr.dtype.name != spec["dtype"]:
+        raise CheckpointError(
+            f"{path}: array {kind}{spec['path']} does not match its description"
+        )
+    return arr
 
 
 def _check_meta(path: str, meta: dict[str, Any]) -> None:
@@ -419,7 +447,10 @@ def load(
 def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The checkpoint's JSON description (format, optimizer, leaf paths/shapes/dtypes).
 
+    Only the description and the arrays' headers are read (and checked against each
+    other); no array data is decompressed.
+
     Raises:
       CheckpointError: the file is corrupted, truncated or not a checkpoint.
     """
-    return _read(path)[0]
+    return _read(path, data=False)[0]
