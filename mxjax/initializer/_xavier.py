@@ -25,6 +25,7 @@ def variance_scaling(
     rnd_type: RndType,
     in_axis: int = 1,
     out_axis: int = 0,
+    name: str = "",
 ) -> jax.Array:
     r"""MXNet's Xavier draw, the one implementation behind ``Xavier`` and ``MSRAPrelu``.
 
@@ -34,7 +35,7 @@ def variance_scaling(
     ``uniform`` draws :math:`U[-c, c]`; ``gaussian`` draws :math:`\mathcal{N}(0, c^2)`
     (std ``c``, no truncation). Fans come from :func:`compute_fans`.
     """
-    c = xavier_scale(shape, magnitude, factor_type, in_axis, out_axis)
+    c = xavier_scale(shape, magnitude, factor_type, in_axis, out_axis, name=name)
     if rnd_type == "uniform":
         return jax.random.uniform(key, shape, dtype, -c, c)
     return jax.random.normal(key, shape, dtype) * jnp.asarray(c, dtype)
@@ -46,17 +47,29 @@ def xavier_scale(
     factor_type: FactorType,
     in_axis: int = 1,
     out_axis: int = 0,
+    *,
+    name: str = "",
 ) -> float:
-    """``c = sqrt(magnitude / factor)`` (float64, as MXNet's ``np.sqrt``)."""
+    """``c = sqrt(magnitude / factor)`` (float64, as MXNet's ``np.sqrt``).
+
+    Raises:
+      ValueError: the shape has no fans, or the factor is 0 (a zero-size dimension;
+        MXNet divides by it), naming the parameter ``name``.
+    """
+    what = f"parameter {name!r} of shape {shape}" if name else f"shape {shape}"
     try:
         fan_in, fan_out = compute_fans(shape, in_axis, out_axis)
     except ValueError as e:
-        raise ValueError(
-            f"Xavier initializer cannot be applied to shape {shape}: {e}"
-        ) from None
+        raise ValueError(f"Xavier initializer cannot be applied to {what}: {e}") from None
     factor = {"avg": (fan_in + fan_out) / 2.0, "in": fan_in, "out": fan_out}[
         factor_type
     ]
+    if factor == 0:
+        raise ValueError(
+            f"Xavier initializer cannot be applied to {what}: factor_type="
+            f"{factor_type!r} gives a factor of 0 (fan_in={fan_in}, fan_out={fan_out}: "
+            "a zero-size dimension) and the scale sqrt(magnitude / factor) is undefined"
+        )
     return math.sqrt(magnitude / factor)
 
 
@@ -142,6 +155,7 @@ class Xavier(Initializer):
             rnd_type=self.rnd_type,
             in_axis=self.in_axis,
             out_axis=self.out_axis,
+            name=name,
         )
 
 
