@@ -78,6 +78,19 @@ class Mixed:
             "with a default initializer"
         )
 
+    def check_names(self, names: Sequence[str]) -> None:
+        """Pass each routed initializer's ``check_names`` the names routed to it."""
+        routed: dict[int, list[str]] = {}
+        for name in names:
+            for i, (prog, _) in enumerate(self.map):
+                if prog.match(name):
+                    routed.setdefault(i, []).append(name)
+                    break
+        for i, (_, init) in enumerate(self.map):
+            check = getattr(init, "check_names", None)
+            if check is not None:
+                check(routed.get(i, []))
+
     def __call__(
         self, key: jax.Array, shape: Sequence[int], dtype: DTypeLike | None = None
     ) -> jax.Array:

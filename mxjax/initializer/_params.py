@@ -75,6 +75,9 @@ def init_params(
         raise ValueError(
             f"per_param names {unknown} are not leaves of shapes; leaves: {names}"
         )
+    check = getattr(init, "check_names", None)  # Load: refuses a file matching nothing
+    if check is not None:
+        check([n for n in names if n not in overrides])
     out = []
     for name, (_, leaf) in zip(names, leaves, strict=False):
         if _is_shape(leaf):
