@@ -49,6 +49,7 @@ installed and the file is trusted, by building the arrays and saving them with
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import math
@@ -66,6 +67,8 @@ from ._files import atomic_write
 from ._npz import Member, open_npz
 from ._typing import Params, PyTree
 from .optimizer import Optimizer
+from .optimizer import registry as optimizer_registry
+from .optimizer._base import COMMON_DEFAULTS
 
 __all__ = ["Checkpoint", "CheckpointError", "describe", "load", "save"]
 
@@ -317,6 +320,27 @@ def _check_meta(path: str, meta: dict[str, Any]) -> None:
                 raise bad(f"{kind} leaf {spec!r}")
 
 
+def _effective(name: str, hp: dict[str, Any]) -> dict[str, Any]:
+    """Encoded hyperparameters with every default filled in, so that an argument
+    given explicitly at its default (``wd=0.0``) equals one left out."""
+    try:
+        factory = optimizer_registry.get(name)
+    except ValueError:  # a custom optimizer: only the common defaults are known
+        defaults = dict(COMMON_DEFAULTS)
+    else:
+        own = inspect.signature(factory).parameters.values()
+        defaults = {
+            **COMMON_DEFAULTS,
+            **{p.name: p.default for p in own if p.default is not p.empty},
+        }
+    out = {**json.loads(json.dumps({k: _encode(v) for k, v in defaults.items()})), **hp}
+    if out.get("learning_rate") is None and out.get("lr_scheduler") is None:
+        out["learning_rate"] = 0.01  # MXNet's rule without a scheduler [Q1]
+    for k in ("lr_mult", "wd_mult"):  # None and {} both mean no multipliers
+        out[k] = out.get(k) or {}
+    return out
+
+
 def _check_optimizer(meta: dict[str, Any], opt: Optimizer, check_hp: bool) -> None:
     saved = meta["optimizer"]
     if saved is None:
@@ -331,7 +355,8 @@ def _check_optimizer(meta: dict[str, Any], opt: Optimizer, check_hp: bool) -> No
         )
     if not check_hp:
         return
-    want, got = _encode_optimizer(opt)["hyperparams"], saved["hyperparams"]
+    want = _effective(opt.name, _encode_optimizer(opt)["hyperparams"])
+    got = _effective(opt.name, saved["hyperparams"])
     absent = "<absent>"
     diff = [
         f"{k}: checkpoint {got.get(k, absent)!r}, optimizer {want.get(k, absent)!r}"

@@ -172,6 +172,22 @@ class Common(TypedDict, total=False):
     multi_tensor: bool
 
 
+COMMON_DEFAULTS: dict[str, Any] = {
+    "lr_scheduler": None,
+    "wd": 0.0,
+    "rescale_grad": 1.0,
+    "clip_gradient": None,
+    "begin_num_update": 0,
+    "multi_precision": False,
+    "lr_mult": None,
+    "wd_mult": None,
+    "wd_by_name": False,
+    "skip_nonfinite": False,
+    "multi_tensor": False,
+}
+"""The value each :class:`Common` argument has when it is not given."""
+
+
 def _no_packing(params: Params) -> Packed:
     raise NotImplementedError(
         "this optimizer was not built by from_rule() and cannot pack parameters"
@@ -363,30 +379,29 @@ def _mults(
     return out
 
 
-def _config(rule: Rule, learning_rate: float | Schedule | None, c: Common) -> _Config:
-    rate, _ = resolve_learning_rate(learning_rate, c.get("lr_scheduler"))
-    wd = c.get("wd", 0.0)
-    check_range("wd", wd, lo=0.0)
-    rescale_grad = c.get("rescale_grad", 1.0)
-    check_range("rescale_grad", rescale_grad)
+def _config(rule: Rule, learning_rate: float | Schedule | None, given: Common) -> _Config:
+    c: dict[str, Any] = {**COMMON_DEFAULTS, **given}
+    rate, _ = resolve_learning_rate(learning_rate, c["lr_scheduler"])
+    wd = check_range("wd", c["wd"], lo=0.0)
+    rescale_grad = check_range("rescale_grad", c["rescale_grad"])
     # the count is int32 and the first update sees begin_num_update + 1
     begin = _validate.integer(
-        "begin_num_update", c.get("begin_num_update", 0), lo=0, hi=_validate.INT32_MAX - 1
+        "begin_num_update", c["begin_num_update"], lo=0, hi=_validate.INT32_MAX - 1
     )
     for flag in ("multi_precision", "wd_by_name", "skip_nonfinite", "multi_tensor"):
-        _validate.flag(flag, c.get(flag, False))
+        _validate.flag(flag, c[flag])
     return _Config(
         rate=rate,
-        wd=float(wd),
-        rescale_grad=float(rescale_grad),
-        clip=_effective_clip(c.get("clip_gradient"), rule.clip_mode),
+        wd=wd,
+        rescale_grad=rescale_grad,
+        clip=_effective_clip(c["clip_gradient"], rule.clip_mode),
         begin_num_update=begin,
-        multi_precision=c.get("multi_precision", False),
-        lr_mult=_mults("lr_mult", c.get("lr_mult"), ("learning_rate", rate)),
-        wd_mult=_mults("wd_mult", c.get("wd_mult"), ("wd", wd)),
-        wd_by_name=c.get("wd_by_name", False),
-        skip_nonfinite=c.get("skip_nonfinite", False),
-        multi_tensor=c.get("multi_tensor", False),
+        multi_precision=c["multi_precision"],
+        lr_mult=_mults("lr_mult", c["lr_mult"], ("learning_rate", rate)),
+        wd_mult=_mults("wd_mult", c["wd_mult"], ("wd", wd)),
+        wd_by_name=c["wd_by_name"],
+        skip_nonfinite=c["skip_nonfinite"],
+        multi_tensor=c["multi_tensor"],
     )
 
 
