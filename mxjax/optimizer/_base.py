@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _validate
-from .._names import path_name
+from .._names import collisions, describe_collisions, path_name
 from .._validate import real as check_range  # re-exported for the optimizers
 from .._typing import Grads, Params, PyTree, Schedule
 from ._packed import Layout, Packed
@@ -417,6 +417,7 @@ class _Leaf(NamedTuple):
 
 
 def _leaf_info(rule: Rule, cfg: _Config, names: list[str], leaves: list) -> list[_Leaf]:
+    _check_names(rule, cfg, names)
     for kind, mult in (("lr_mult", cfg.lr_mult), ("wd_mult", cfg.wd_mult)):
         unknown = sorted(set(mult) - set(names))
         if unknown:
@@ -449,11 +450,46 @@ def _leaf_info(rule: Rule, cfg: _Config, names: list[str], leaves: list) -> list
     return out
 
 
+class _Names(list):
+    """Leaf names that collide, with the leaves' paths (for the message)."""
+
+    paths: list[str]
+
+
 def _flatten_named(params: Params, what: str) -> tuple[list[str], list, Any]:
     if params is None:
         raise ValueError(f"{what} is None: mxjax optimizers need the parameters")
     flat, treedef = jax.tree_util.tree_flatten_with_path(params)
-    return [path_name(p) for p, _ in flat], [x for _, x in flat], treedef
+    names = [path_name(p) for p, _ in flat]
+    if len(set(names)) != len(names):
+        names = _Names(names)
+        names.paths = [jax.tree_util.keystr(p) for p, _ in flat]
+    return names, [x for _, x in flat], treedef
+
+
+def _check_names(rule: Rule, cfg: _Config, names: list[str]) -> None:
+    """Names that must be unique are, and ``wd_by_name`` matches some leaf."""
+    if len(set(names)) != len(names):
+        paths = getattr(names, "paths", [f"leaf #{i}" for i in range(len(names))])
+        hit = {
+            n: p
+            for n, p in collisions(names, paths).items()
+            if n in cfg.lr_mult or n in cfg.wd_mult
+        }
+        if hit:
+            raise ValueError(
+                describe_collisions(hit, "so its lr_mult / wd_mult entry hits all of them")
+            )
+    if cfg.wd_by_name and cfg.wd != 0 and names:
+        if not any(n.endswith(rule.wd_suffixes) for n in names):
+            warnings.warn(
+                f"wd_by_name=True decays only leaves named *{' / *'.join(rule.wd_suffixes)}"
+                f" and no leaf is (leaves: {names[:6]}{' ...' if len(names) > 6 else ''}), "
+                "so nothing is decayed; flax nnx calls weights 'kernel' (names like "
+                "'linear_kernel_value'): use wd_mult={name: 0.0} for the leaves to exempt",
+                UserWarning,
+                stacklevel=4,
+            )
 
 
 def _slot_dtype(rule: Rule, info: _Leaf) -> jnp.dtype:
