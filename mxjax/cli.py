@@ -28,6 +28,7 @@ import inspect
 import os
 import re
 import sys
+import tempfile
 import textwrap
 import warnings
 from collections.abc import Callable, Sequence
@@ -40,22 +41,8 @@ from . import initializer as _init
 from . import lr_scheduler as _sched
 from . import optimizer as _opt
 from . import training as _tr
-from .optimizer._base import Common
+from .optimizer._base import COMMON_DEFAULTS, Common
 
-COMMON_DEFAULTS: dict[str, Any] = {
-    "lr_scheduler": None,
-    "wd": 0.0,
-    "rescale_grad": 1.0,
-    "clip_gradient": None,
-    "begin_num_update": 0,
-    "multi_precision": False,
-    "lr_mult": None,
-    "wd_mult": None,
-    "wd_by_name": False,
-    "skip_nonfinite": False,
-    "multi_tensor": False,
-}
-"""MXNet's base ``Optimizer`` arguments and their defaults (shown by ``mxjax list``)."""
 
 DEFAULT_OPTIMIZER = "sgd:learning_rate=0.1"
 DEFAULT_INIT = "uniform:scale=1.0"
@@ -261,16 +248,25 @@ def build_scheduler(
 
 
 def build_optimizer(
-    spec: str,
+    spec: str | None,
     extra_params: str | None,
     scheduler_spec: str | None,
     *,
     batch_size: int,
     total_steps: int,
 ) -> tuple[_opt.Optimizer, str, Any]:
-    """``(optimizer, registry name, scheduler or None)`` from the command line."""
-    name, kw = parse_spec(spec)
+    """``(optimizer, registry name, scheduler or None)`` from the command line.
+
+    ``spec=None`` is the default optimizer, whose arguments ``extra_params`` may
+    override; an argument given both in an explicit ``spec`` and in ``extra_params``
+    is refused."""
+    name, kw = parse_spec(DEFAULT_OPTIMIZER if spec is None else spec)
     for k, v in parse_kwargs(extra_params).items():
+        if k in kw and spec is not None:
+            raise UsageError(
+                f"{k} is given both in --optimizer ({k}={kw[k]!r}) and in "
+                f"--optimizer-params ({k}={v!r}); give it once"
+            )
         kw[k] = v
     factory = _lookup(_opt.registry, "optimizer", name)
     if "lr_scheduler" in kw:
@@ -421,6 +417,8 @@ def _prepare(args: argparse.Namespace) -> tuple[_tr.Split, int, Any, Any]:
         raise UsageError(f"--hidden must be >= 0, got {args.hidden}")
     if args.max_steps is not None and args.max_steps < 1:
         raise UsageError(f"--max-steps must be >= 1, got {args.max_steps}")
+    if not 0 <= args.seed < 2**32:
+        raise UsageError(f"--seed must be in [0, 2**32 - 1], got {args.seed}")
     if not 0.0 <= args.val_fraction < 1.0:
         raise UsageError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
     data = _tr.load_digits(args.val_fraction, args.seed)
@@ -452,8 +450,40 @@ def _log_every(args: argparse.Namespace) -> int:
     return max(1, args.epochs // 10)
 
 
+def plot_path(out: str | None) -> str | None:
+    """The file the plot goes to (``None`` for ``none``), checked before training:
+    a name without an extension gets ``.png`` (as matplotlib would add it), the
+    format must be one matplotlib writes, and the file must be writable."""
+    if not out or out.lower() == "none":
+        return None
+    path = out if os.path.splitext(out)[1] else out + ".png"
+    ext = os.path.splitext(path)[1][1:].lower()
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:  # no plot will be written; _figure says so
+        return path
+    supported = Figure().canvas.get_supported_filetypes()
+    if ext not in supported:
+        raise UsageError(
+            f"--out {out!r}: matplotlib cannot write .{ext} files; use one of "
+            + ", ".join(f".{e}" for e in sorted(supported))
+        )
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        if os.path.exists(path):
+            with open(path, "ab"):  # opened for writing, left unchanged
+                pass
+        else:
+            with tempfile.NamedTemporaryFile(dir=folder):
+                pass
+    except OSError as e:
+        raise UsageError(f"cannot write the plot {path!r}: {e.strerror or e}") from None
+    return path
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     data, total, init, params = _prepare(args)
+    out = plot_path(args.out)
     opt, name, sched = build_optimizer(
         args.optimizer,
         args.optimizer_params,
@@ -489,13 +519,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{history.total_time:.2f} s ({history.first_step_time:.2f} s first step, "
         f"{1e3 * history.step_time:.3f} ms/step after)"
     )
-    if args.out and args.out.lower() != "none":
-        if plot_train(
-            history,
-            args.out,
-            title=f"{_opt_text(name, opt)}\n{_lr_text(sched, opt)}; {init!r}",
-        ):
-            print(f"wrote {args.out}")
+    if out is not None and plot_train(
+        history, out, title=f"{_opt_text(name, opt)}\n{_lr_text(sched, opt)}; {init!r}"
+    ):
+        print(f"wrote {out}")
     return 0
 
 
@@ -512,6 +539,7 @@ def _warn_nonfinite(history: _tr.History, name: str) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     data, total, init, params = _prepare(args)
+    out = plot_path(args.out)
     specs = [s for text in args.optimizers for s in split_specs(text)]
     runs = []
     for spec in specs:
@@ -542,9 +570,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(
             f"{spec.ljust(width)}  " + "  ".join(c.rjust(10) for c in cells), flush=True
         )
-    if args.out and args.out.lower() != "none":
-        if plot_compare(results, args.out):
-            print(f"wrote {args.out}")
+    if out is not None and plot_compare(results, out):
+        print(f"wrote {out}")
     return 0
 
 
@@ -779,7 +806,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--optimizer",
-        default=DEFAULT_OPTIMIZER,
+        default=None,
         metavar="NAME[:ARG=VALUE,...]",
         help=f"registered optimizer (default {DEFAULT_OPTIMIZER}); rescale_grad "
         "defaults to 1/batch_size",
