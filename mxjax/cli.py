@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import inspect
 import os
 import re
+import signal
 import sys
 import tempfile
 import textwrap
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -56,6 +59,37 @@ _BOOL_WORDS = {"true": True, "false": False, "none": None}
 
 class UsageError(Exception):
     """A bad command line: reported as one line, exit status 2."""
+
+
+_STOP = threading.Event()
+"""Set by the SIGINT handler; the run stops at the next safe point (between steps)."""
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    """Ctrl-C: only set the flag (an exception raised here could land in a callback,
+    e.g. JAX's garbage collection, and be swallowed); a second Ctrl-C stops at once."""
+    if _STOP.is_set():
+        raise KeyboardInterrupt
+    _STOP.set()
+
+
+def _check_stop(where: str) -> None:
+    if _STOP.is_set():
+        raise KeyboardInterrupt(where)
+
+
+@contextlib.contextmanager
+def _sigint_flag() -> Any:
+    """Install :func:`_on_sigint` for the command (main thread only)."""
+    _STOP.clear()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # ------------------------------------------------------------------------------ parsing
@@ -399,6 +433,7 @@ def run_one(
         has_aux=True,
         eval_fn=eval_fn,
         on_epoch=on_epoch,
+        should_stop=_STOP.is_set,
         max_steps=args.max_steps,
         steps_per_epoch=_tr.steps_per_epoch(len(data.y_train), args.batch_size),
     )
@@ -492,6 +527,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         total_steps=total,
     )
     check_optimizer_fits(opt, name, params)
+    _check_stop("before training")
     print(_describe_task(data, args))
     print(f"optimizer:    {_opt_text(name, opt)}")
     print(f"lr schedule:  {_lr_text(sched, opt)}")
@@ -508,6 +544,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             printed.append(e)
 
     _, _, history = run_one(opt, params, data, args, on_epoch)
+    _check_stop(f"after training ({history.steps} updates), before the summary")
     _warn_nonfinite(history, name)
     final = history.epochs[-1]
     if not printed or printed[-1] != final["epoch"]:  # a run cut by --max-steps
@@ -555,8 +592,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     width = max(len(s) for s, _ in runs)
     print(f"{'optimizer'.ljust(width)}  " + "  ".join(c.rjust(10) for c in cols[1:]))
     results = []
+    _check_stop("before training")
     for spec, opt in runs:
-        _, _, h = run_one(opt, params, data, args)
+        try:
+            _, _, h = run_one(opt, params, data, args)
+        except _tr.Interrupted as e:
+            raise KeyboardInterrupt(f"training {spec}: {e}") from None
         _warn_nonfinite(h, spec)
         results.append((spec, h))
         e = h.epochs[-1]
@@ -864,7 +905,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(e.code or 0) if not isinstance(e.code, str) else 2
     if getattr(args, "command", None) == "compare" and not args.optimizers:
         args.optimizers = [DEFAULT_COMPARE]
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _sigint_flag():
         warnings.simplefilter("always")
         warnings.showwarning = _show_warning
         try:
@@ -872,8 +913,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except UsageError as e:
             print(f"mxjax {args.command}: error: {e}", file=sys.stderr)
             return 2
-        except KeyboardInterrupt:
-            print("mxjax: interrupted", file=sys.stderr)
+        except KeyboardInterrupt as e:
+            where = f" ({e})" if str(e) else ""
+            print(f"mxjax {args.command}: interrupted{where}", file=sys.stderr, flush=True)
             return 130
         except BrokenPipeError:  # `mxjax list | head`: stop quietly (Python's docs)
             devnull = os.open(os.devnull, os.O_WRONLY)
