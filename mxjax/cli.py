@@ -533,14 +533,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"lr schedule:  {_lr_text(sched, opt)}")
     print(f"initializer:  {init!r}")
     print()
-    print(_tr._fit.format_header(COLUMNS))
+    cols = COLUMNS if len(data.y_val) else tuple(c for c in COLUMNS if c != "val acc")
+    print(_tr._fit.format_header(cols))
     every = _log_every(args)
     printed: list[int] = []
 
     def on_epoch(summary: dict[str, Any]) -> None:
         e = summary["epoch"]
         if e == 1 or e % every == 0 or e == args.epochs:
-            print(_tr._fit.format_row(_row(summary), COLUMNS), flush=True)
+            print(_tr._fit.format_row(_row(summary), cols), flush=True)
             printed.append(e)
 
     _, _, history = run_one(opt, params, data, args, on_epoch)
@@ -548,19 +549,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     _warn_nonfinite(history, name)
     final = history.epochs[-1]
     if not printed or printed[-1] != final["epoch"]:  # a run cut by --max-steps
-        print(_tr._fit.format_row(_row(final), COLUMNS))
+        print(_tr._fit.format_row(_row(final), cols))
     print()
-    print(
-        f"final: validation accuracy {final.get('val acc', float('nan')):.4f}, train "
-        f"accuracy {final['acc']:.4f} (last epoch), {history.steps} steps in "
-        f"{history.total_time:.2f} s ({history.first_step_time:.2f} s first step, "
-        f"{1e3 * history.step_time:.3f} ms/step after)"
-    )
+    print("final: " + _final_text(history))
     if out is not None and plot_train(
         history, out, title=f"{_opt_text(name, opt)}\n{_lr_text(sched, opt)}; {init!r}"
     ):
         print(f"wrote {out}")
     return 0
+
+
+def _final_text(history: _tr.History) -> str:
+    """The summary line; parts that do not exist for this run (no validation split,
+    a single step) are left out rather than printed as NaN."""
+    final = history.epochs[-1]
+    acc = f"train accuracy {final['acc']:.4f} (last epoch)"
+    if "val acc" in final:
+        acc = f"validation accuracy {final['val acc']:.4f}, {acc}"
+    else:
+        acc += ", no validation split"
+    timing = f"{history.first_step_time:.2f} s first step"
+    if history.steps > 1:
+        timing += f", {1e3 * history.step_time:.3f} ms/step after"
+    return (
+        f"{acc}, {history.steps} step{'s' if history.steps != 1 else ''} in "
+        f"{history.total_time:.2f} s ({timing})"
+    )
 
 
 def _warn_nonfinite(history: _tr.History, name: str) -> None:
@@ -604,8 +618,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         cells = [
             f"{e['ce']:.4f}",
             f"{e['acc']:.4f}",
-            f"{e.get('val acc', float('nan')):.4f}",
-            f"{1e3 * h.step_time:.3f}",
+            f"{e['val acc']:.4f}" if "val acc" in e else "-",
+            f"{1e3 * h.step_time:.3f}" if h.steps > 1 else "-",
             f"{h.first_step_time:.2f}s",
         ]
         print(

@@ -368,6 +368,25 @@ def test_out_without_extension_prints_the_file_written(capsys, tmp_path, monkeyp
     assert not (tmp_path / "curves").exists()
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--batch-size", "100000", "--epochs", "1"],  # one step: no time per step
+        ["--val-fraction", "0", "--epochs", "2", "--max-steps", "3"],  # no validation
+        ["--batch-size", "100000", "--val-fraction", "0", "--epochs", "1"],
+    ],
+)
+def test_a_run_prints_no_nan_for_what_it_did_not_measure(capsys, argv):
+    rc, out, err = train(capsys, *argv, "--out", "none")
+    assert rc == 0, err
+    assert "nan" not in out.lower(), out
+    final = [line for line in out.splitlines() if line.startswith("final:")][0]
+    if "--val-fraction" in argv:
+        assert "no validation split" in final and "val acc" not in out
+    if "100000" in argv:
+        assert "1 step in" in final and "ms/step" not in final
+
+
 def test_an_unwritable_out_is_refused_before_training(capsys, tmp_path):
     (tmp_path / "adir.png").mkdir()
     for out in (tmp_path / "adir.png", tmp_path / "afile.png" / "x.png"):
