@@ -72,6 +72,16 @@ def as_dtype(dtype: DTypeLike | None) -> jnp.dtype:
     return jnp.dtype(jnp.float32 if dtype is None else dtype)
 
 
+def check_fits(init: str, name: str, reach: float, dtype: jnp.dtype) -> None:
+    """Refuse to draw values reaching ``reach`` (or a span that wide) in a float
+    ``dtype`` that overflows there (``Uniform(1e5)`` in float16 would give inf)."""
+    if jnp.issubdtype(dtype, jnp.floating) and reach > float(jnp.finfo(dtype).max):
+        raise ValueError(
+            f"{init} cannot initialize {name or 'a parameter'} in {dtype}: its values "
+            f"reach {reach:g}, beyond {dtype}'s largest {float(jnp.finfo(dtype).max):g}"
+        )
+
+
 def compute_fans(shape: Shape, in_axis: int = 1, out_axis: int = 0) -> tuple[int, int]:
     """``(fan_in, fan_out)``: ``shape[in_axis]`` / ``shape[out_axis]`` times the product of
     the other axes (the receptive field).

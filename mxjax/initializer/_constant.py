@@ -11,7 +11,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from .._validate import F32_MAX, F32_TINY, fail, real
-from ._base import Initializer, NamedInit, Shape
+from ._base import Initializer, NamedInit, Shape, check_fits
 
 
 class Zero(Initializer):
@@ -100,6 +100,8 @@ class Constant(Initializer):
                 f"Constant value of shape {self.value.shape} cannot be broadcast to "
                 f"{name or 'the parameter'}'s shape {shape}"
             )
+        if self.value.size and np.issubdtype(self.value.dtype, np.number):
+            check_fits(repr(self), name, float(np.abs(self.value).max()), dtype)
         return jnp.broadcast_to(jnp.asarray(self.value, dtype), shape)
 
     def dumps(self) -> str:

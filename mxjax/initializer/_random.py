@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from .._validate import F32_MAX, real
-from ._base import Initializer, NamedInit, Shape
+from ._base import Initializer, NamedInit, Shape, check_fits
 
 
 class Uniform(Initializer):
@@ -36,7 +36,8 @@ class Uniform(Initializer):
         dtype: jnp.dtype,
         global_init: NamedInit | None,
     ) -> jax.Array:
-        del name, global_init
+        del global_init
+        check_fits(repr(self), name, 2 * self.scale, dtype)  # the span is 2 * scale
         return jax.random.uniform(key, shape, dtype, -self.scale, self.scale)
 
 
@@ -66,5 +67,6 @@ class Normal(Initializer):
         dtype: jnp.dtype,
         global_init: NamedInit | None,
     ) -> jax.Array:
-        del name, global_init
+        del global_init
+        check_fits(repr(self), name, 8 * self.sigma, dtype)  # draws reach |z| ~ 5.42
         return jax.random.normal(key, shape, dtype) * jnp.asarray(self.sigma, dtype)

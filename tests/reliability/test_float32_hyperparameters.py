@@ -3,6 +3,8 @@ construction, naming the value and float32 (issue 19, item 4)."""
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import pytest
 
 import mxjax as mx
@@ -58,3 +60,19 @@ def test_values_float32_holds_are_accepted():
     I.Uniform(scale=1.7e38)
     I.Normal(sigma=4e37)
     I.Constant([0.0, 1e-30, 3e38])
+
+
+@pytest.mark.parametrize(
+    "init,dtype",
+    [
+        (I.Uniform(scale=4e4), jnp.float16),  # the span 2 * scale overflows float16
+        (I.Normal(sigma=1e4), jnp.float16),
+        (I.Constant(7e4), jnp.float16),
+        (I.Normal(sigma=4.2e37), jnp.bfloat16),
+    ],
+)
+def test_an_initializer_refuses_a_dtype_its_values_overflow(init, dtype):
+    with pytest.raises(ValueError, match=r"fc_weight in (float16|bfloat16)"):
+        I.init_params(init, jax.random.key(0), {"fc": {"weight": (2, 3)}}, dtype=dtype)
+    out = I.init_params(init, jax.random.key(0), {"fc": {"weight": (2, 3)}})
+    assert bool(jnp.all(jnp.isfinite(out["fc"]["weight"])))  # float32 holds them
