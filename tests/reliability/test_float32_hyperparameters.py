@@ -68,7 +68,7 @@ def test_values_float32_holds_are_accepted():
         (I.Uniform(scale=4e4), jnp.float16),  # the span 2 * scale overflows float16
         (I.Normal(sigma=1e4), jnp.float16),
         (I.Constant(7e4), jnp.float16),
-        (I.Normal(sigma=4.2e37), jnp.bfloat16),
+        (I.Constant(3.395e38), jnp.bfloat16),  # above bfloat16 max 3.3895e38
     ],
 )
 def test_an_initializer_refuses_a_dtype_its_values_overflow(init, dtype):
