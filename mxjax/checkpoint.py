@@ -61,6 +61,7 @@ installed and the file is trusted, by building the arrays and saving them with
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import math
@@ -74,11 +75,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._files import atomic_write
 from ._names import path_name
-from ._npz import read_npz
+from ._npz import Member, open_npz
 from ._typing import Params, PyTree
 from .optimizer import Optimizer, OptState
-from .optimizer._base import MASTER, fill_slots, slots_view
+from .optimizer import registry as optimizer_registry
+from .optimizer._base import COMMON_DEFAULTS, MASTER, fill_slots, slots_view
 
 __all__ = ["Checkpoint", "CheckpointError", "describe", "load", "save"]
 
@@ -170,8 +173,10 @@ def save(
 ) -> None:
     """Write ``state`` (and ``params``) to ``path`` as an ``.npz`` checkpoint.
 
-    The file is written to a temporary name and renamed, so an interrupted save never
-    leaves a half-written checkpoint under ``path``. ``path`` is used as given (no
+    The file is written to a temporary file of its own in the same directory, flushed,
+    ``fsync``-ed and renamed (:func:`mxjax._files.atomic_write`), so an interrupted
+    save never leaves a half-written checkpoint under ``path``, and of several threads
+    or processes saving to one path the last complete one wins. ``path`` is used as given (no
     ``.npz`` suffix is added).
 
     Args:
@@ -203,66 +208,59 @@ def save(
         meta[kind] = specs
     arrays[_META] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
 
-    path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+    def write(f: Any) -> None:
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
             for key, arr in arrays.items():
                 buf = io.BytesIO()
                 np.lib.format.write_array(buf, arr, allow_pickle=False)
                 zf.writestr(f"{key}.npy", buf.getvalue())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    atomic_write(path, write)
 
 
 # ------------------------------------------------------------------------------ load
 
 
-def _read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Read and self-check the whole file; any defect is a :class:`CheckpointError`."""
+def _read(
+    path: str | os.PathLike[str], *, data: bool = True
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read and self-check the file; any defect is a :class:`CheckpointError`.
+
+    The description is read first, and every member's header is checked against it
+    before any array data is decompressed; ``data=False`` stops there (``describe``).
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(path)
     try:
-        with open(path, "rb") as f:
-            # bounds-checked: no pickle, nothing larger than the file is allocated
-            npz = read_npz(f, CheckpointError, path)
-        if _META not in npz:
-            raise CheckpointError(f"{path}: not an mxjax checkpoint (no {_META})")
-        meta = json.loads(npz[_META].tobytes().decode())
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise CheckpointError(f"{path}: not an mxjax checkpoint")
-        if meta.get("version") not in _READS:
-            raise CheckpointError(
-                f"{path}: checkpoint format version {meta.get('version')!r}; this "
-                f"mxjax reads versions {list(_READS)}"
-            )
-        _check_meta(path, meta)
-        arrays = {}
-        for kind in ("state", "params"):
-            for i, spec in enumerate(meta[kind] or []):
-                arr = npz[f"{kind}_{i}"]
-                if "key_impl" in spec:  # must re-wrap to the described keys
-                    keys = jax.random.wrap_key_data(arr, impl=spec["key_impl"])
-                    if list(keys.shape) != spec["shape"] or str(keys.dtype) != spec[
-                        "dtype"
-                    ]:
-                        raise CheckpointError(
-                            f"{path}: keys {kind}{spec['path']} do not match their "
-                            "description"
-                        )
-                    arrays[f"{kind}_{i}"] = arr
-                    continue
-                if "stored_as" in spec:
-                    arr = arr.view(jnp.dtype(spec["dtype"]))
-                if list(arr.shape) != spec["shape"] or arr.dtype.name != spec["dtype"]:
-                    raise CheckpointError(
-                        f"{path}: array {kind}{spec['path']} does not match its "
-                        "description"
-                    )
-                arrays[f"{kind}_{i}"] = arr
+        with open(path, "rb") as f, open_npz(f, CheckpointError, path) as npz:
+            if _META not in npz.members:
+                raise CheckpointError(f"{path}: not an mxjax checkpoint (no {_META})")
+            meta_member = npz.members[_META]
+            if meta_member.dtype != np.uint8 or len(meta_member.shape) != 1:
+                raise CheckpointError(f"{path}: not an mxjax checkpoint")
+            meta = json.loads(npz.read(_META).tobytes().decode())
+            if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+                raise CheckpointError(f"{path}: not an mxjax checkpoint")
+            if meta.get("version") not in _READS:
+                raise CheckpointError(
+                    f"{path}: checkpoint format version {meta.get('version')!r}; this "
+                    f"mxjax reads versions {list(_READS)}"
+                )
+            _check_meta(path, meta)
+            keys = [
+                (f"{kind}_{i}", kind, spec)
+                for kind in ("state", "params")
+                for i, spec in enumerate(meta[kind] or [])
+            ]
+            for key, kind, spec in keys:  # headers only: nothing decompressed yet
+                if key not in npz.members:
+                    raise CheckpointError(f"{path}: array {kind}{spec['path']} is missing")
+                _check_header(path, kind, spec, npz.members[key])
+            arrays = {
+                key: _restore_array(path, kind, spec, npz.read(key))
+                for key, kind, spec in (keys if data else [])
+            }
     except CheckpointError:
         raise
     except Exception as e:  # zip, npy, JSON and jax readers each raise their own types
@@ -270,6 +268,37 @@ def _read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.nd
             f"{path}: corrupted or truncated checkpoint ({type(e).__name__}: {e})"
         ) from e
     return meta, arrays
+
+
+def _check_header(path: str, kind: str, spec: dict[str, Any], member: Member) -> None:
+    """A member's ``.npy`` header against its description (before reading its data)."""
+    if "key_impl" in spec:  # key data: the shape gains the implementation's key axes
+        ok = list(member.shape[: len(spec["shape"])]) == spec["shape"]
+    elif "stored_as" in spec:
+        ok = member.dtype.name == spec["stored_as"] and list(member.shape) == spec["shape"]
+    else:
+        ok = member.dtype.name == spec["dtype"] and list(member.shape) == spec["shape"]
+    if not ok:
+        raise CheckpointError(
+            f"{path}: array {kind}{spec['path']} does not match its description"
+        )
+
+
+def _restore_array(path: str, kind: str, spec: dict[str, Any], arr: np.ndarray) -> np.ndarray:
+    if "key_impl" in spec:  # must re-wrap to the described keys
+        keys = jax.random.wrap_key_data(arr, impl=spec["key_impl"])
+        if list(keys.shape) != spec["shape"] or str(keys.dtype) != spec["dtype"]:
+            raise CheckpointError(
+                f"{path}: keys {kind}{spec['path']} do not match their description"
+            )
+        return arr
+    if "stored_as" in spec:
+        arr = arr.view(jnp.dtype(spec["dtype"]))
+    if list(arr.shape) != spec["shape"] or arr.dtype.name != spec["dtype"]:
+        raise CheckpointError(
+            f"{path}: array {kind}{spec['path']} does not match its description"
+        )
+    return arr
 
 
 def _check_meta(path: str, meta: dict[str, Any]) -> None:
@@ -311,6 +340,27 @@ def _check_meta(path: str, meta: dict[str, Any]) -> None:
                 raise bad(f"{kind} leaf {spec!r}")
 
 
+def _effective(name: str, hp: dict[str, Any]) -> dict[str, Any]:
+    """Encoded hyperparameters with every default filled in, so that an argument
+    given explicitly at its default (``wd=0.0``) equals one left out."""
+    try:
+        factory = optimizer_registry.get(name)
+    except ValueError:  # a custom optimizer: only the common defaults are known
+        defaults = dict(COMMON_DEFAULTS)
+    else:
+        own = inspect.signature(factory).parameters.values()
+        defaults = {
+            **COMMON_DEFAULTS,
+            **{p.name: p.default for p in own if p.default is not p.empty},
+        }
+    out = {**json.loads(json.dumps({k: _encode(v) for k, v in defaults.items()})), **hp}
+    if out.get("learning_rate") is None and out.get("lr_scheduler") is None:
+        out["learning_rate"] = 0.01  # MXNet's rule without a scheduler [Q1]
+    for k in ("lr_mult", "wd_mult"):  # None and {} both mean no multipliers
+        out[k] = out.get(k) or {}
+    return out
+
+
 def _check_optimizer(meta: dict[str, Any], opt: Optimizer, check_hp: bool) -> None:
     saved = meta["optimizer"]
     if saved is None:
@@ -325,7 +375,8 @@ def _check_optimizer(meta: dict[str, Any], opt: Optimizer, check_hp: bool) -> No
         )
     if not check_hp:
         return
-    want, got = _encode_optimizer(opt)["hyperparams"], saved["hyperparams"]
+    want = _effective(opt.name, _encode_optimizer(opt)["hyperparams"])
+    got = _effective(opt.name, saved["hyperparams"])
     absent = "<absent>"
     diff = [
         f"{k}: checkpoint {got.get(k, absent)!r}, optimizer {want.get(k, absent)!r}"
@@ -533,7 +584,10 @@ def load(
 def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The checkpoint's JSON description (format, optimizer, leaf paths/shapes/dtypes).
 
+    Only the description and the arrays' headers are read (and checked against each
+    other); no array data is decompressed.
+
     Raises:
       CheckpointError: the file is corrupted, truncated or not a checkpoint.
     """
-    return _read(path)[0]
+    return _read(path, data=False)[0]

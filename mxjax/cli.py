@@ -24,11 +24,15 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import inspect
 import os
 import re
+import signal
 import sys
+import tempfile
 import textwrap
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -40,22 +44,8 @@ from . import initializer as _init
 from . import lr_scheduler as _sched
 from . import optimizer as _opt
 from . import training as _tr
-from .optimizer._base import Common
+from .optimizer._base import COMMON_DEFAULTS, Common
 
-COMMON_DEFAULTS: dict[str, Any] = {
-    "lr_scheduler": None,
-    "wd": 0.0,
-    "rescale_grad": 1.0,
-    "clip_gradient": None,
-    "begin_num_update": 0,
-    "multi_precision": False,
-    "lr_mult": None,
-    "wd_mult": None,
-    "wd_by_name": False,
-    "skip_nonfinite": False,
-    "multi_tensor": False,
-}
-"""MXNet's base ``Optimizer`` arguments and their defaults (shown by ``mxjax list``)."""
 
 DEFAULT_OPTIMIZER = "sgd:learning_rate=0.1"
 DEFAULT_INIT = "uniform:scale=1.0"
@@ -69,6 +59,37 @@ _BOOL_WORDS = {"true": True, "false": False, "none": None}
 
 class UsageError(Exception):
     """A bad command line: reported as one line, exit status 2."""
+
+
+_STOP = threading.Event()
+"""Set by the SIGINT handler; the run stops at the next safe point (between steps)."""
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    """Ctrl-C: only set the flag (an exception raised here could land in a callback,
+    e.g. JAX's garbage collection, and be swallowed); a second Ctrl-C stops at once."""
+    if _STOP.is_set():
+        raise KeyboardInterrupt
+    _STOP.set()
+
+
+def _check_stop(where: str) -> None:
+    if _STOP.is_set():
+        raise KeyboardInterrupt(where)
+
+
+@contextlib.contextmanager
+def _sigint_flag() -> Any:
+    """Install :func:`_on_sigint` for the command (main thread only)."""
+    _STOP.clear()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # ------------------------------------------------------------------------------ parsing
@@ -261,16 +282,25 @@ def build_scheduler(
 
 
 def build_optimizer(
-    spec: str,
+    spec: str | None,
     extra_params: str | None,
     scheduler_spec: str | None,
     *,
     batch_size: int,
     total_steps: int,
 ) -> tuple[_opt.Optimizer, str, Any]:
-    """``(optimizer, registry name, scheduler or None)`` from the command line."""
-    name, kw = parse_spec(spec)
+    """``(optimizer, registry name, scheduler or None)`` from the command line.
+
+    ``spec=None`` is the default optimizer, whose arguments ``extra_params`` may
+    override; an argument given both in an explicit ``spec`` and in ``extra_params``
+    is refused."""
+    name, kw = parse_spec(DEFAULT_OPTIMIZER if spec is None else spec)
     for k, v in parse_kwargs(extra_params).items():
+        if k in kw and spec is not None:
+            raise UsageError(
+                f"{k} is given both in --optimizer ({k}={kw[k]!r}) and in "
+                f"--optimizer-params ({k}={v!r}); give it once"
+            )
         kw[k] = v
     factory = _lookup(_opt.registry, "optimizer", name)
     if "lr_scheduler" in kw:
@@ -403,6 +433,7 @@ def run_one(
         has_aux=True,
         eval_fn=eval_fn,
         on_epoch=on_epoch,
+        should_stop=_STOP.is_set,
         max_steps=args.max_steps,
         steps_per_epoch=_tr.steps_per_epoch(len(data.y_train), args.batch_size),
     )
@@ -421,6 +452,8 @@ def _prepare(args: argparse.Namespace) -> tuple[_tr.Split, int, Any, Any]:
         raise UsageError(f"--hidden must be >= 0, got {args.hidden}")
     if args.max_steps is not None and args.max_steps < 1:
         raise UsageError(f"--max-steps must be >= 1, got {args.max_steps}")
+    if not 0 <= args.seed < 2**32:
+        raise UsageError(f"--seed must be in [0, 2**32 - 1], got {args.seed}")
     if not 0.0 <= args.val_fraction < 1.0:
         raise UsageError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
     data = _tr.load_digits(args.val_fraction, args.seed)
@@ -452,8 +485,40 @@ def _log_every(args: argparse.Namespace) -> int:
     return max(1, args.epochs // 10)
 
 
+def plot_path(out: str | None) -> str | None:
+    """The file the plot goes to (``None`` for ``none``), checked before training:
+    a name without an extension gets ``.png`` (as matplotlib would add it), the
+    format must be one matplotlib writes, and the file must be writable."""
+    if not out or out.lower() == "none":
+        return None
+    path = out if os.path.splitext(out)[1] else out + ".png"
+    ext = os.path.splitext(path)[1][1:].lower()
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:  # no plot will be written; _figure says so
+        return path
+    supported = Figure().canvas.get_supported_filetypes()
+    if ext not in supported:
+        raise UsageError(
+            f"--out {out!r}: matplotlib cannot write .{ext} files; use one of "
+            + ", ".join(f".{e}" for e in sorted(supported))
+        )
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        if os.path.exists(path):
+            with open(path, "ab"):  # opened for writing, left unchanged
+                pass
+        else:
+            with tempfile.NamedTemporaryFile(dir=folder):
+                pass
+    except OSError as e:
+        raise UsageError(f"cannot write the plot {path!r}: {e.strerror or e}") from None
+    return path
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     data, total, init, params = _prepare(args)
+    out = plot_path(args.out)
     opt, name, sched = build_optimizer(
         args.optimizer,
         args.optimizer_params,
@@ -462,41 +527,54 @@ def cmd_train(args: argparse.Namespace) -> int:
         total_steps=total,
     )
     check_optimizer_fits(opt, name, params)
+    _check_stop("before training")
     print(_describe_task(data, args))
     print(f"optimizer:    {_opt_text(name, opt)}")
     print(f"lr schedule:  {_lr_text(sched, opt)}")
     print(f"initializer:  {init!r}")
     print()
-    print(_tr._fit.format_header(COLUMNS))
+    cols = COLUMNS if len(data.y_val) else tuple(c for c in COLUMNS if c != "val acc")
+    print(_tr._fit.format_header(cols))
     every = _log_every(args)
     printed: list[int] = []
 
     def on_epoch(summary: dict[str, Any]) -> None:
         e = summary["epoch"]
         if e == 1 or e % every == 0 or e == args.epochs:
-            print(_tr._fit.format_row(_row(summary), COLUMNS), flush=True)
+            print(_tr._fit.format_row(_row(summary), cols), flush=True)
             printed.append(e)
 
     _, _, history = run_one(opt, params, data, args, on_epoch)
+    _check_stop(f"after training ({history.steps} updates), before the summary")
     _warn_nonfinite(history, name)
     final = history.epochs[-1]
     if not printed or printed[-1] != final["epoch"]:  # a run cut by --max-steps
-        print(_tr._fit.format_row(_row(final), COLUMNS))
+        print(_tr._fit.format_row(_row(final), cols))
     print()
-    print(
-        f"final: validation accuracy {final.get('val acc', float('nan')):.4f}, train "
-        f"accuracy {final['acc']:.4f} (last epoch), {history.steps} steps in "
-        f"{history.total_time:.2f} s ({history.first_step_time:.2f} s first step, "
-        f"{1e3 * history.step_time:.3f} ms/step after)"
-    )
-    if args.out and args.out.lower() != "none":
-        if plot_train(
-            history,
-            args.out,
-            title=f"{_opt_text(name, opt)}\n{_lr_text(sched, opt)}; {init!r}",
-        ):
-            print(f"wrote {args.out}")
+    print("final: " + _final_text(history))
+    if out is not None and plot_train(
+        history, out, title=f"{_opt_text(name, opt)}\n{_lr_text(sched, opt)}; {init!r}"
+    ):
+        print(f"wrote {out}")
     return 0
+
+
+def _final_text(history: _tr.History) -> str:
+    """The summary line; parts that do not exist for this run (no validation split,
+    a single step) are left out rather than printed as NaN."""
+    final = history.epochs[-1]
+    acc = f"train accuracy {final['acc']:.4f} (last epoch)"
+    if "val acc" in final:
+        acc = f"validation accuracy {final['val acc']:.4f}, {acc}"
+    else:
+        acc += ", no validation split"
+    timing = f"{history.first_step_time:.2f} s first step"
+    if history.steps > 1:
+        timing += f", {1e3 * history.step_time:.3f} ms/step after"
+    return (
+        f"{acc}, {history.steps} step{'s' if history.steps != 1 else ''} in "
+        f"{history.total_time:.2f} s ({timing})"
+    )
 
 
 def _warn_nonfinite(history: _tr.History, name: str) -> None:
@@ -512,6 +590,7 @@ def _warn_nonfinite(history: _tr.History, name: str) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     data, total, init, params = _prepare(args)
+    out = plot_path(args.out)
     specs = [s for text in args.optimizers for s in split_specs(text)]
     runs = []
     for spec in specs:
@@ -527,24 +606,27 @@ def cmd_compare(args: argparse.Namespace) -> int:
     width = max(len(s) for s, _ in runs)
     print(f"{'optimizer'.ljust(width)}  " + "  ".join(c.rjust(10) for c in cols[1:]))
     results = []
+    _check_stop("before training")
     for spec, opt in runs:
-        _, _, h = run_one(opt, params, data, args)
+        try:
+            _, _, h = run_one(opt, params, data, args)
+        except _tr.Interrupted as e:
+            raise KeyboardInterrupt(f"training {spec}: {e}") from None
         _warn_nonfinite(h, spec)
         results.append((spec, h))
         e = h.epochs[-1]
         cells = [
             f"{e['ce']:.4f}",
             f"{e['acc']:.4f}",
-            f"{e.get('val acc', float('nan')):.4f}",
-            f"{1e3 * h.step_time:.3f}",
+            f"{e['val acc']:.4f}" if "val acc" in e else "-",
+            f"{1e3 * h.step_time:.3f}" if h.steps > 1 else "-",
             f"{h.first_step_time:.2f}s",
         ]
         print(
             f"{spec.ljust(width)}  " + "  ".join(c.rjust(10) for c in cells), flush=True
         )
-    if args.out and args.out.lower() != "none":
-        if plot_compare(results, args.out):
-            print(f"wrote {args.out}")
+    if out is not None and plot_compare(results, out):
+        print(f"wrote {out}")
     return 0
 
 
@@ -779,7 +861,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--optimizer",
-        default=DEFAULT_OPTIMIZER,
+        default=None,
         metavar="NAME[:ARG=VALUE,...]",
         help=f"registered optimizer (default {DEFAULT_OPTIMIZER}); rescale_grad "
         "defaults to 1/batch_size",
@@ -837,7 +919,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(e.code or 0) if not isinstance(e.code, str) else 2
     if getattr(args, "command", None) == "compare" and not args.optimizers:
         args.optimizers = [DEFAULT_COMPARE]
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _sigint_flag():
         warnings.simplefilter("always")
         warnings.showwarning = _show_warning
         try:
@@ -845,8 +927,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except UsageError as e:
             print(f"mxjax {args.command}: error: {e}", file=sys.stderr)
             return 2
-        except KeyboardInterrupt:
-            print("mxjax: interrupted", file=sys.stderr)
+        except KeyboardInterrupt as e:
+            where = f" ({e})" if str(e) else ""
+            print(f"mxjax {args.command}: interrupted{where}", file=sys.stderr, flush=True)
             return 130
         except BrokenPipeError:  # `mxjax list | head`: stop quietly (Python's docs)
             devnull = os.open(os.devnull, os.O_WRONLY)

@@ -20,7 +20,6 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 Shape = tuple[int, ...]
-FLOAT32_MAX = float(jnp.finfo(jnp.float32).max)
 
 SUFFIX_RULES: tuple[tuple[str, str | float], ...] = (
     ("weight", "weight"),
@@ -73,6 +72,16 @@ def as_dtype(dtype: DTypeLike | None) -> jnp.dtype:
     return jnp.dtype(jnp.float32 if dtype is None else dtype)
 
 
+def check_fits(init: str, name: str, reach: float, dtype: jnp.dtype) -> None:
+    """Refuse to draw values reaching ``reach`` (or a span that wide) in a float
+    ``dtype`` that overflows there (``Uniform(1e5)`` in float16 would give inf)."""
+    if jnp.issubdtype(dtype, jnp.floating) and reach > float(jnp.finfo(dtype).max):
+        raise ValueError(
+            f"{init} cannot initialize {name or 'a parameter'} in {dtype}: its values "
+            f"reach {reach:g}, beyond {dtype}'s largest {float(jnp.finfo(dtype).max):g}"
+        )
+
+
 def compute_fans(shape: Shape, in_axis: int = 1, out_axis: int = 0) -> tuple[int, int]:
     """``(fan_in, fan_out)``: ``shape[in_axis]`` / ``shape[out_axis]`` times the product of
     the other axes (the receptive field).
@@ -97,52 +106,6 @@ def compute_fans(shape: Shape, in_axis: int = 1, out_axis: int = 0) -> tuple[int
         raise ValueError(f"in_axis and out_axis must differ, both are axis {i}")
     field = math.prod(d for a, d in enumerate(shape) if a not in (i, o))
     return shape[i] * field, shape[o] * field
-
-
-def check_real(
-    name: str, value: Any, *, ge: float | None = None, gt: float | None = None
-) -> float:
-    """``value`` as a finite float, or ValueError naming the argument and its range.
-
-    Strings and bools are refused (``float("0.5")`` and ``float(True)`` would pass), and
-    so is a value beyond float32's range (it would initialize to inf).
-    """
-    if isinstance(value, (str, bytes, bool)):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    try:
-        x = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"{name} must be a real number, got {value!r}") from None
-    if not math.isfinite(x) or abs(x) > FLOAT32_MAX:
-        raise ValueError(
-            f"{name} must be finite (|x| <= {FLOAT32_MAX:g}, float32), got {value!r}"
-        )
-    if ge is not None and not x >= ge:
-        raise ValueError(f"{name} must be >= {ge}, got {value!r}")
-    if gt is not None and not x > gt:
-        raise ValueError(f"{name} must be > {gt}, got {value!r}")
-    return x
-
-
-def check_int(name: str, value: Any, *, ge: int) -> int:
-    """``value`` as an int ``>= ge``, or ValueError naming the argument (no bools)."""
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be an int >= {ge}, got {value!r}")
-    if not isinstance(value, int):
-        try:
-            value = operator.index(value)
-        except TypeError:
-            raise ValueError(f"{name} must be an int >= {ge}, got {value!r}") from None
-    if value < ge:
-        raise ValueError(f"{name} must be an int >= {ge}, got {value!r}")
-    return int(value)
-
-
-def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
-    """``value`` if it is one of ``choices``, else ValueError listing them."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
-    return value
 
 
 @runtime_checkable

@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from ._base import Initializer, NamedInit, Shape
+from .._validate import F32_MAX, F32_TINY, fail, real
+from ._base import Initializer, NamedInit, Shape, check_fits
 
 
 class Zero(Initializer):
@@ -60,22 +61,24 @@ class Constant(Initializer):
         Must be numeric. ``dumps()`` writes an array value as a nested list, as MXNet.
 
     Raises:
-      ValueError: at construction, if ``value`` is not numeric or holds a NaN or inf
-        (MXNet accepts those and fills every parameter with them); at call time, if
-        ``value`` does not broadcast to the shape.
+      TypeError: at construction, if ``value`` is not numeric.
+      ValueError: at construction, if ``value`` holds a NaN or inf (MXNet accepts
+        those and fills every parameter with them); at call time, if ``value`` does
+        not broadcast to the shape.
     """
 
     def __init__(self, value: ArrayLike) -> None:
         arr = np.asarray(value)
+        rule = "a finite number or array of them"
         if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-            raise ValueError(
-                f"value must be a number or a numeric array, got {value!r}"
-            )
+            fail("value", rule, value, f"dtype {arr.dtype}", TypeError)
         if arr.dtype != np.bool_ and not np.all(np.isfinite(arr)):
-            raise ValueError(
-                f"value must be finite (a NaN or inf would be copied into every "
-                f"parameter), got {value!r}"
-            )
+            fail("value", rule, value, "a NaN or inf would fill every parameter")
+        if np.issubdtype(arr.dtype, np.floating):  # each element must survive float32
+            mag = np.abs(arr.astype(np.float64))
+            bad = (mag > F32_MAX) | ((mag != 0) & (mag < F32_TINY))
+            if bad.any():
+                real("value", float(arr[bad][0]))
         super().__init__(value=value)
         self.value = arr
 
@@ -97,6 +100,8 @@ class Constant(Initializer):
                 f"Constant value of shape {self.value.shape} cannot be broadcast to "
                 f"{name or 'the parameter'}'s shape {shape}"
             )
+        if self.value.size and np.issubdtype(self.value.dtype, np.number):
+            check_fits(repr(self), name, float(np.abs(self.value).max()), dtype)
         return jnp.broadcast_to(jnp.asarray(self.value, dtype), shape)
 
     def dumps(self) -> str:

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from .._registry import Registry
+from .._validate import instance
 from ._base import Initializer
 from ._bilinear import Bilinear
 from ._constant import Constant, One, Zero
@@ -43,6 +44,7 @@ def create(init: Initializer | str | dict[str, Any], /, **kwargs: Any) -> Initia
     or such a dict.
 
     Raises:
+      TypeError: ``init`` is not an Initializer, a str or a dict.
       ValueError: unknown name, malformed JSON, or kwargs given with an instance or JSON.
     """
     if isinstance(init, Initializer):
@@ -58,10 +60,7 @@ def create(init: Initializer | str | dict[str, Any], /, **kwargs: Any) -> Initia
                 f"an initializer dict needs an 'initializer' key, got {init!r}"
             )
         return create(kw.pop("initializer"), **kw, **kwargs)
-    if not isinstance(init, str):
-        raise ValueError(
-            f"initializer must be an Initializer, str or dict, got {init!r}"
-        )
+    instance("initializer", init, str, "an Initializer, a str or a dict")
     if init.startswith(("[", "{")):
         if kwargs:
             raise ValueError(

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from .._validate import fail, instance
 from ._base import NamedInit
 
 
@@ -27,40 +28,35 @@ class Mixed:
       initializers: one initializer (or ``Load`` / ``Mixed``) per pattern.
 
     Raises:
-      ValueError: ``patterns`` or ``initializers`` is not a list (a str is refused:
-        it would be read as one pattern per character), the lengths differ, a pattern
-        does not compile, or (at call time) a name matches no pattern.
+      TypeError: ``patterns`` or ``initializers`` is not a list (a str is refused:
+        it would be read as one pattern per character), or holds a wrong type.
+      ValueError: the lengths differ, a pattern does not compile, or (at call time) a
+        name matches no pattern.
     """
 
     def __init__(
         self, patterns: Sequence[str], initializers: Sequence[NamedInit]
     ) -> None:
         for what, seq in (("patterns", patterns), ("initializers", initializers)):
-            if isinstance(seq, (str, bytes)) or not isinstance(seq, Sequence):
-                raise ValueError(f"{what} must be a list, got {seq!r}")
-        for p in patterns:
-            if not isinstance(p, str):
-                raise ValueError(
-                    f"patterns must be regular expressions (str), got {p!r}"
-                )
+            if isinstance(seq, (str, bytes)):
+                fail(what, "a list", seq, "a str would be one pattern per character", TypeError)
+            instance(what, seq, Sequence, "a list")
+        for i, p in enumerate(patterns):
+            instance(f"patterns[{i}]", p, str, "a regular expression (str)")
         if len(patterns) != len(initializers):
-            raise ValueError(
-                f"patterns and initializers must have the same length, got "
-                f"{len(patterns)} and {len(initializers)}"
+            fail(
+                "initializers",
+                "a list as long as patterns",
+                initializers,
+                f"{len(initializers)} initializers for {len(patterns)} patterns",
             )
         self.map: list[tuple[re.Pattern[str], NamedInit]] = []
         for i, (p, init) in enumerate(zip(patterns, initializers, strict=False)):
             try:
                 prog = re.compile(p)
             except re.error as e:
-                raise ValueError(
-                    f"patterns[{i}]={p!r} is not a valid regular expression: {e}"
-                ) from None
-            if not isinstance(init, NamedInit):
-                raise ValueError(
-                    f"initializers[{i}] (for pattern {p!r}) is not an initializer: "
-                    f"{init!r}"
-                )
+                fail(f"patterns[{i}]", "a valid regular expression", p, str(e))
+            instance(f"initializers[{i}]", init, NamedInit, "an initializer")
             self.map.append((prog, init))
 
     def init_named(
@@ -81,6 +77,19 @@ class Mixed:
             f"{[p.pattern for p, _ in self.map]}; consider adding a '.*' pattern at the end "
             "with a default initializer"
         )
+
+    def check_names(self, names: Sequence[str]) -> None:
+        """Pass each routed initializer's ``check_names`` the names routed to it."""
+        routed: dict[int, list[str]] = {}
+        for name in names:
+            for i, (prog, _) in enumerate(self.map):
+                if prog.match(name):
+                    routed.setdefault(i, []).append(name)
+                    break
+        for i, (_, init) in enumerate(self.map):
+            check = getattr(init, "check_names", None)
+            if check is not None:
+                check(routed.get(i, []))
 
     def __call__(
         self, key: jax.Array, shape: Sequence[int], dtype: DTypeLike | None = None

@@ -8,7 +8,8 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
-from ._base import Initializer, NamedInit, Shape, check_choice, check_real
+from .._validate import F32_MAX, choice, real
+from ._base import Initializer, NamedInit, Shape
 
 
 class Orthogonal(Initializer):
@@ -37,8 +38,8 @@ class Orthogonal(Initializer):
         self, scale: float = 1.414, rand_type: Literal["uniform", "normal"] = "uniform"
     ) -> None:
         super().__init__(scale=scale, rand_type=rand_type)
-        self.scale = check_real("scale", scale, ge=0.0)
-        self.rand_type = check_choice("rand_type", rand_type, ("uniform", "normal"))
+        self.scale = real("scale", scale, lo=0.0, hi=F32_MAX)
+        self.rand_type = choice("rand_type", rand_type, ("uniform", "normal"))
 
     def _init_weight(
         self,

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import DTypeLike
 
-from .._names import path_name
+from .._names import collisions, describe_collisions, path_name
 from .._typing import PyTree
 from ._base import Initializer, NamedInit, leaf_key
 from ._create import create
@@ -60,7 +60,8 @@ def init_params(
       A pytree like ``shapes`` with arrays.
 
     Raises:
-      ValueError: a name matches no rule (naming it), or a ``per_param`` name is not a leaf.
+      ValueError: a name matches no rule (naming it), a ``per_param`` name is not a
+        leaf, or two leaves share a name (naming both paths).
       TypeError: a leaf is not a shape.
 
     >>> init_params(Xavier(), jax.random.key(0), {"fc": {"weight": (4, 3), "bias": (4,)}})  # doctest: +SKIP
@@ -70,11 +71,21 @@ def init_params(
     overrides = {n: create(i) for n, i in (per_param or {}).items()}
     leaves, treedef = jax.tree_util.tree_flatten_with_path(shapes, is_leaf=_is_leaf)
     names = [path_name(p) for p, _ in leaves]
+    found = collisions(names, [jax.tree_util.keystr(p) for p, _ in leaves])
+    if found:
+        raise ValueError(
+            describe_collisions(
+                found, "so they would get the same key (identical random values)"
+            )
+        )
     unknown = sorted(set(overrides) - set(names))
     if unknown:
         raise ValueError(
             f"per_param names {unknown} are not leaves of shapes; leaves: {names}"
         )
+    check = getattr(init, "check_names", None)  # Load: refuses a file matching nothing
+    if check is not None:
+        check([n for n in names if n not in overrides])
     out = []
     for name, (_, leaf) in zip(names, leaves, strict=False):
         if _is_shape(leaf):

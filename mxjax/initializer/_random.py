@@ -5,7 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ._base import Initializer, NamedInit, Shape, check_real
+from .._validate import F32_MAX, real
+from ._base import Initializer, NamedInit, Shape, check_fits
 
 
 class Uniform(Initializer):
@@ -15,14 +16,17 @@ class Uniform(Initializer):
     is symmetric, as MXNet's. Values are drawn directly in ``dtype`` (no upcast).
 
     Args:
-      scale: half-width of the range; finite, ``>= 0``.
+      scale: half-width of the range; ``>= 0`` and at most half of float32's largest
+        value (the draw spans ``2 * scale``).
 
     >>> Uniform(0.1)(jax.random.key(42), (2, 3))  # doctest: +SKIP
     """
 
     def __init__(self, scale: float = 0.07) -> None:
         super().__init__(scale=scale)
-        self.scale = check_real("scale", scale, ge=0.0)
+        self.scale = real(
+            "scale", scale, lo=0.0, hi=F32_MAX / 2, note="the draw spans 2 * scale in float32"
+        )
 
     def _init_weight(
         self,
@@ -32,7 +36,8 @@ class Uniform(Initializer):
         dtype: jnp.dtype,
         global_init: NamedInit | None,
     ) -> jax.Array:
-        del name, global_init
+        del global_init
+        check_fits(repr(self), name, 2 * self.scale, dtype)  # the span is 2 * scale
         return jax.random.uniform(key, shape, dtype, -self.scale, self.scale)
 
 
@@ -40,12 +45,19 @@ class Normal(Initializer):
     r"""MXNet's ``Normal(sigma=0.01)``: :math:`w \sim \mathcal{N}(0, \sigma^2)`.
 
     Args:
-      sigma: standard deviation; finite, ``>= 0``.
+      sigma: standard deviation; ``>= 0`` and at most an eighth of float32's largest
+        value (float32 normal draws reach ``|z| ~ 5.42``).
     """
 
     def __init__(self, sigma: float = 0.01) -> None:
         super().__init__(sigma=sigma)
-        self.sigma = check_real("sigma", sigma, ge=0.0)
+        self.sigma = real(
+            "sigma",
+            sigma,
+            lo=0.0,
+            hi=F32_MAX / 8,
+            note="float32 normal draws reach |z| ~ 5.42 and sigma * z must stay finite",
+        )
 
     def _init_weight(
         self,
@@ -55,5 +67,6 @@ class Normal(Initializer):
         dtype: jnp.dtype,
         global_init: NamedInit | None,
     ) -> jax.Array:
-        del name, global_init
+        del global_init
+        check_fits(repr(self), name, 8 * self.sigma, dtype)  # draws reach |z| ~ 5.42
         return jax.random.normal(key, shape, dtype) * jnp.asarray(self.sigma, dtype)

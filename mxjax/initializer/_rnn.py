@@ -8,15 +8,8 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
-from ._base import (
-    Initializer,
-    NamedInit,
-    Shape,
-    check_choice,
-    check_int,
-    check_real,
-    leaf_key,
-)
+from .._validate import F32_MAX, choice, flag, instance, integer, real
+from ._base import Initializer, NamedInit, Shape, leaf_key
 
 Mode = Literal["rnn_relu", "rnn_tanh", "lstm", "gru"]
 GATES: dict[str, tuple[str, ...]] = {
@@ -41,7 +34,7 @@ class LSTMBias(Initializer):
 
     def __init__(self, forget_bias: float = 1.0) -> None:
         super().__init__(forget_bias=forget_bias)
-        self.forget_bias = check_real("forget_bias", forget_bias)
+        self.forget_bias = real("forget_bias", forget_bias, lo=-F32_MAX, hi=F32_MAX)
 
     def _init_weight(
         self,
@@ -146,10 +139,8 @@ class FusedRNN(Initializer):
             from ._create import create
 
             init = create(init)
-        if init is not None and not isinstance(init, Initializer):
-            raise ValueError(
-                f"init must be an Initializer, a str or None, got {init!r}"
-            )
+        if init is not None:
+            instance("init", init, Initializer, "an Initializer, a str or None")
         super().__init__(
             init=init.dumps() if init is not None else None,
             num_hidden=num_hidden,
@@ -159,13 +150,11 @@ class FusedRNN(Initializer):
             forget_bias=forget_bias,
         )
         self.init = init
-        self.num_hidden = check_int("num_hidden", num_hidden, ge=1)
-        self.num_layers = check_int("num_layers", num_layers, ge=1)
-        self.mode = check_choice("mode", mode, tuple(GATES))
-        if not isinstance(bidirectional, bool):
-            raise ValueError(f"bidirectional must be a bool, got {bidirectional!r}")
-        self.bidirectional = bidirectional
-        self.forget_bias = check_real("forget_bias", forget_bias)
+        self.num_hidden = integer("num_hidden", num_hidden, lo=1)
+        self.num_layers = integer("num_layers", num_layers, lo=1)
+        self.mode = choice("mode", mode, tuple(GATES))
+        self.bidirectional = flag("bidirectional", bidirectional)
+        self.forget_bias = real("forget_bias", forget_bias, lo=-F32_MAX, hi=F32_MAX)
 
     def _init_weight(
         self,

@@ -8,15 +8,8 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
-from ._base import (
-    Initializer,
-    NamedInit,
-    Shape,
-    check_choice,
-    check_int,
-    check_real,
-    compute_fans,
-)
+from .._validate import F32_MAX, choice, integer, real
+from ._base import Initializer, NamedInit, Shape, compute_fans
 
 RndType = Literal["uniform", "gaussian"]
 FactorType = Literal["avg", "in", "out"]
@@ -32,6 +25,7 @@ def variance_scaling(
     rnd_type: RndType,
     in_axis: int = 1,
     out_axis: int = 0,
+    name: str = "",
 ) -> jax.Array:
     r"""MXNet's Xavier draw, the one implementation behind ``Xavier`` and ``MSRAPrelu``.
 
@@ -41,7 +35,7 @@ def variance_scaling(
     ``uniform`` draws :math:`U[-c, c]`; ``gaussian`` draws :math:`\mathcal{N}(0, c^2)`
     (std ``c``, no truncation). Fans come from :func:`compute_fans`.
     """
-    c = xavier_scale(shape, magnitude, factor_type, in_axis, out_axis)
+    c = xavier_scale(shape, magnitude, factor_type, in_axis, out_axis, name=name)
     if rnd_type == "uniform":
         return jax.random.uniform(key, shape, dtype, -c, c)
     return jax.random.normal(key, shape, dtype) * jnp.asarray(c, dtype)
@@ -53,17 +47,29 @@ def xavier_scale(
     factor_type: FactorType,
     in_axis: int = 1,
     out_axis: int = 0,
+    *,
+    name: str = "",
 ) -> float:
-    """``c = sqrt(magnitude / factor)`` (float64, as MXNet's ``np.sqrt``)."""
+    """``c = sqrt(magnitude / factor)`` (float64, as MXNet's ``np.sqrt``).
+
+    Raises:
+      ValueError: the shape has no fans, or the factor is 0 (a zero-size dimension;
+        MXNet divides by it), naming the parameter ``name``.
+    """
+    what = f"parameter {name!r} of shape {shape}" if name else f"shape {shape}"
     try:
         fan_in, fan_out = compute_fans(shape, in_axis, out_axis)
     except ValueError as e:
-        raise ValueError(
-            f"Xavier initializer cannot be applied to shape {shape}: {e}"
-        ) from None
+        raise ValueError(f"Xavier initializer cannot be applied to {what}: {e}") from None
     factor = {"avg": (fan_in + fan_out) / 2.0, "in": fan_in, "out": fan_out}[
         factor_type
     ]
+    if factor == 0:
+        raise ValueError(
+            f"Xavier initializer cannot be applied to {what}: factor_type="
+            f"{factor_type!r} gives a factor of 0 (fan_in={fan_in}, fan_out={fan_out}: "
+            "a zero-size dimension) and the scale sqrt(magnitude / factor) is undefined"
+        )
     return math.sqrt(magnitude / factor)
 
 
@@ -102,23 +108,23 @@ class Xavier(Initializer):
             "factor_type": factor_type,
             "magnitude": magnitude,
         }
-        self._set(kwargs, magnitude, in_axis, out_axis)
-        self.rnd_type: RndType = check_choice(
+        self._set(kwargs, in_axis, out_axis)
+        self.magnitude = real("magnitude", magnitude, lo=0.0, lo_open=True, hi=F32_MAX)
+        self.rnd_type: RndType = choice(
             "rnd_type", rnd_type, ("uniform", "gaussian")
         )  # type: ignore[assignment]
-        self.factor_type: FactorType = check_choice(
+        self.factor_type: FactorType = choice(
             "factor_type", factor_type, ("avg", "in", "out")
         )  # type: ignore[assignment]
 
-    def _set(self, kwargs: dict, magnitude: float, in_axis: int, out_axis: int) -> None:
-        self.in_axis = check_int("in_axis", in_axis, ge=-(2**31))
-        self.out_axis = check_int("out_axis", out_axis, ge=-(2**31))
+    def _set(self, kwargs: dict, in_axis: int, out_axis: int) -> None:
+        self.in_axis = integer("in_axis", in_axis, lo=-(2**31))
+        self.out_axis = integer("out_axis", out_axis, lo=-(2**31))
         if self.in_axis == self.out_axis:
             raise ValueError(f"in_axis and out_axis must differ, both are {in_axis}")
         if (in_axis, out_axis) != (1, 0):
             kwargs = {**kwargs, "in_axis": in_axis, "out_axis": out_axis}
         Initializer.__init__(self, **kwargs)
-        self.magnitude = check_real("magnitude", magnitude, gt=0.0)
 
     def scale(self, shape: Shape) -> float:
         """MXNet's ``scale = sqrt(magnitude / factor)`` for a weight of ``shape``."""
@@ -149,6 +155,7 @@ class Xavier(Initializer):
             rnd_type=self.rnd_type,
             in_axis=self.in_axis,
             out_axis=self.out_axis,
+            name=name,
         )
 
 
@@ -175,15 +182,11 @@ class MSRAPrelu(Xavier):
         in_axis: int = 1,
         out_axis: int = 0,
     ) -> None:
-        s = check_real("slope", slope)
-        self._set(
-            {"factor_type": factor_type, "slope": slope},
-            2.0 / (1 + s**2),
-            in_axis,
-            out_axis,
-        )
+        s = real("slope", slope, lo=-F32_MAX, hi=F32_MAX)
+        self._set({"factor_type": factor_type, "slope": slope}, in_axis, out_axis)
+        self.magnitude = 2.0 / (1 + s**2)
         self.rnd_type = "gaussian"
-        self.factor_type = check_choice(
+        self.factor_type = choice(
             "factor_type", factor_type, ("avg", "in", "out")
         )  # type: ignore[assignment]
         self.slope = s

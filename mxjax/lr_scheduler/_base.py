@@ -9,11 +9,11 @@ from typing import TypeVar
 import jax
 from jax.typing import ArrayLike
 
+from .._validate import real
 from ._warmup import (
     WarmupMode,
     apply_warmup,
     as_num_update,
-    check_number,
     check_warmup,
     warmup_lr,
 )
@@ -95,7 +95,7 @@ class LRScheduler:
         Args:
           lr: the new ``base_lr``, ``>= 0``.
         """
-        check_number("base_lr", lr, lo=0.0)
+        real("base_lr", lr, lo=0.0)
         new = copy.copy(self)
         object.__setattr__(new, "base_lr", float(lr))
         return new

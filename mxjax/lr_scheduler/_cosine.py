@@ -11,7 +11,8 @@ from jax.typing import ArrayLike
 
 from ._base import LRScheduler, set_fields
 from ._poly import blend, check_max_update, fractions
-from ._warmup import WarmupMode, as_num_update, check_number
+from .._validate import real
+from ._warmup import WarmupMode, as_num_update
 
 
 @dataclasses.dataclass(frozen=True, init=False)
@@ -71,7 +72,7 @@ class CosineScheduler(LRScheduler):
         warmup_mode: WarmupMode = "linear",
     ) -> None:
         check_max_update(max_update, warmup_steps)
-        check_number("final_lr", final_lr, lo=0.0)
+        real("final_lr", final_lr, lo=0.0)
         set_fields(self, max_update=max_update, final_lr=float(final_lr))
         super().__init__(base_lr, warmup_steps, warmup_begin_lr, warmup_mode)
 

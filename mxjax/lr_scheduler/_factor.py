@@ -10,7 +10,8 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from ._base import LRScheduler, set_fields
-from ._warmup import WarmupMode, as_num_update, check_number
+from .._validate import INT32_MAX, integer, real
+from ._warmup import WarmupMode, as_num_update
 
 _TINY = 1e-46  # below float32's smallest subnormal: b * factor**k is 0 in float32
 
@@ -89,9 +90,9 @@ class FactorScheduler(LRScheduler):
         warmup_begin_lr: float = 0,
         warmup_mode: WarmupMode = "linear",
     ) -> None:
-        check_number("step", step, lo=1, integer=True)
-        check_number("factor", factor, lo=0.0, lo_open=True, hi=1.0)
-        check_number("stop_factor_lr", stop_factor_lr, lo=0.0)
+        integer("step", step, lo=1, hi=INT32_MAX)
+        real("factor", factor, lo=0.0, lo_open=True, hi=1.0)
+        real("stop_factor_lr", stop_factor_lr, lo=0.0)
         set_fields(
             self, step=step, factor=float(factor), stop_factor_lr=float(stop_factor_lr)
         )

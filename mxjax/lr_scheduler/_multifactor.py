@@ -10,7 +10,8 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from ._base import LRScheduler, set_fields
-from ._warmup import WarmupMode, as_num_update, check_number
+from .._validate import INT32_MAX, fail, instance, integer, real
+from ._warmup import WarmupMode, as_num_update
 
 
 @dataclasses.dataclass(frozen=True, init=False)
@@ -59,19 +60,15 @@ class MultiFactorScheduler(LRScheduler):
         warmup_begin_lr: float = 0,
         warmup_mode: WarmupMode = "linear",
     ) -> None:
-        if not isinstance(step, (list, tuple)) or not step:
-            raise ValueError(
-                f"step must be a non-empty list of ints >= 1, strictly increasing, "
-                f"got {step!r}"
-            )
+        rule = "a non-empty, strictly increasing list of ints >= 1"
+        instance("step", step, (list, tuple), rule)
+        if not step:
+            fail("step", rule, step)
         for i, s in enumerate(step):
-            check_number(f"step[{i}]", s, lo=1, integer=True)
+            integer(f"step[{i}]", s, lo=1, hi=INT32_MAX)
             if i and s <= step[i - 1]:
-                raise ValueError(
-                    f"step must be strictly increasing, got step[{i - 1}]="
-                    f"{step[i - 1]!r} >= step[{i}]={s!r} in {step!r}"
-                )
-        check_number("factor", factor, lo=0.0, lo_open=True, hi=1.0)
+                fail("step", rule, step, f"step[{i - 1}]={step[i - 1]!r} >= step[{i}]")
+        real("factor", factor, lo=0.0, lo_open=True, hi=1.0)
         set_fields(self, step=tuple(step), factor=float(factor))
         super().__init__(base_lr, warmup_steps, warmup_begin_lr, warmup_mode)
 

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from ._base import LRScheduler, set_fields
-from ._warmup import WarmupMode, as_num_update, check_number
+from .._validate import INT32_MAX, fail, integer, interval, real
+from ._warmup import WarmupMode, as_num_update
 
 
 def fractions(
@@ -34,11 +35,11 @@ def blend(orig: float, final: float, p: jax.Array, one_minus_p: jax.Array) -> ja
 def check_max_update(max_update: object, warmup_steps: object) -> None:
     """``max_update`` is an int >= 1 and > ``warmup_steps`` (MXNet: ZeroDivisionError
     at ``n = W`` when equal [Q37]; nonsense when smaller)."""
-    check_number("max_update", max_update, lo=1, integer=True)
-    if isinstance(warmup_steps, int) and max_update <= warmup_steps:  # type: ignore
-        raise ValueError(
-            f"max_update must be > warmup_steps={warmup_steps!r}, got {max_update!r}"
-        )
+    integer("max_update", max_update, lo=1, hi=INT32_MAX)
+    integer("warmup_steps", warmup_steps, lo=0, hi=INT32_MAX)
+    if max_update <= warmup_steps:  # type: ignore
+        rule = interval("int", 1, INT32_MAX) + ", > warmup_steps"
+        fail("max_update", rule, max_update, f"warmup_steps={warmup_steps!r}")
 
 
 @dataclasses.dataclass(frozen=True, init=False)
@@ -97,8 +98,8 @@ class PolyScheduler(LRScheduler):
         warmup_mode: WarmupMode = "linear",
     ) -> None:
         check_max_update(max_update, warmup_steps)
-        check_number("pwr", pwr, lo=0.0, lo_open=True)
-        check_number("final_lr", final_lr, lo=0.0)
+        real("pwr", pwr, lo=0.0, lo_open=True)
+        real("final_lr", final_lr, lo=0.0)
         set_fields(
             self, max_update=max_update, pwr=float(pwr), final_lr=float(final_lr)
         )

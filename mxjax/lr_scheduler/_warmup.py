@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Literal, get_args
 
 import jax
@@ -10,9 +9,9 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from .._typing import Schedule
+from .._validate import INT32_MAX, choice, function, integer, real
 
 WarmupMode = Literal["linear", "constant"]
-INT32_MAX = 2**31 - 1
 
 
 def as_num_update(num_update: ArrayLike) -> jax.Array:
@@ -21,45 +20,6 @@ def as_num_update(num_update: ArrayLike) -> jax.Array:
     if not jnp.issubdtype(n.dtype, jnp.integer):
         raise TypeError(f"num_update must be an integer, got dtype {n.dtype}")
     return n.astype(jnp.int32)
-
-
-def check_number(
-    name: str,
-    value: object,
-    *,
-    lo: float | None = None,
-    hi: float | None = None,
-    lo_open: bool = False,
-    integer: bool = False,
-) -> None:
-    """Raise ``ValueError`` naming ``name``, ``value`` and the allowed range unless
-    ``value`` is a finite real number (an ``int`` if ``integer``) in ``[lo, hi]`` (or
-    ``(lo, hi]`` if ``lo_open``). An ``integer`` is at most ``2**31 - 1`` (update
-    counts are int32)."""
-    if integer and hi is None:
-        hi = INT32_MAX
-    interval = (
-        ("(" if lo_open else "[")
-        + ("-inf" if lo is None else repr(lo))
-        + ", "
-        + ("inf" if hi is None else repr(hi))
-        + "]"
-    )
-    kind = "an int" if integer else "a real number"
-    types = (int,) if integer else (int, float)
-    ok = isinstance(value, types) and not isinstance(value, bool)
-    if ok:
-        try:
-            v = float(value)  # type: ignore[arg-type]
-        except OverflowError:  # an int beyond float range
-            v = math.inf
-        ok = math.isfinite(v)  # not NaN, not +-inf
-        if ok and lo is not None:
-            ok = v > lo if lo_open else v >= lo
-        if ok and hi is not None:
-            ok = v <= hi
-    if not ok:
-        raise ValueError(f"{name} must be {kind} in {interval}, got {value!r}")
 
 
 def check_warmup(
@@ -72,14 +32,10 @@ def check_warmup(
 ) -> None:
     """MXNet's ``LRScheduler.__init__`` checks as ValueErrors, plus ``base_lr >= 0``
     and ``warmup_begin_lr >= 0`` (``base_lr_name``: the argument's name in messages)."""
-    check_number(base_lr_name, base_lr, lo=0.0)
-    check_number("warmup_steps", warmup_steps, lo=0, integer=True)
-    top = float(base_lr)  # type: ignore[arg-type]
-    check_number("warmup_begin_lr", warmup_begin_lr, lo=0.0, hi=top)
-    if warmup_mode not in get_args(WarmupMode):
-        raise ValueError(
-            f"warmup_mode must be one of {get_args(WarmupMode)}, got {warmup_mode!r}"
-        )
+    top = real(base_lr_name, base_lr, lo=0.0)
+    integer("warmup_steps", warmup_steps, lo=0, hi=INT32_MAX)
+    real("warmup_begin_lr", warmup_begin_lr, lo=0.0, hi=top, hi_name=base_lr_name)
+    choice("warmup_mode", warmup_mode, get_args(WarmupMode))
 
 
 def warmup_lr(
@@ -146,8 +102,7 @@ def with_warmup(
       >>> [round(float(s(n)), 6) for n in (0, 1, 3, 4, 10)]
       [0.0, 0.025, 0.075, 0.1, 0.05]
     """
-    if not callable(schedule):
-        raise TypeError(f"schedule must be callable, got {schedule!r}")
+    function("schedule", schedule)
     check_warmup(
         warmup_final_lr,
         warmup_steps,

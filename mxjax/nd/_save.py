@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .._files import atomic_write
 from ._format import FLAG_OF_DTYPE, LIST_MAGIC, V2_MAGIC
 
 
@@ -73,10 +74,12 @@ def save(
         arrays (a "list file") or one array. Arrays may be numpy or JAX arrays of float16/32/64,
         uint8, int8/32/64, bool or bfloat16, with ``ndim >= 1`` and no zero-size dimension.
 
+    The file is written to a temporary file in the same directory, flushed, ``fsync``-ed
+    and renamed over ``path``: a write that fails part-way leaves the previous file.
+
     Raises:
       TypeError: a name is not a ``str`` or a dtype is not supported.
       ValueError: an array is 0-d or zero-size (not representable in MXNet 1.9.1's format).
     """
     buf = save_tobuffer(data)
-    with open(path, "wb") as f:
-        f.write(buf)
+    atomic_write(path, lambda f: f.write(buf))

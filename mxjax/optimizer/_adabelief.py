@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from ._adam import bias_corrected_lr, check_betas
+from .._validate import flag
 from ._base import Hyper, Optimizer, Rule, Slots, check_range, from_rule, unfused
 
 
@@ -47,8 +48,7 @@ def adabelief(
     """
     check_betas(beta1=beta1, beta2=beta2)
     check_range("epsilon", epsilon, lo=0.0, lo_open=True)
-    if not isinstance(correct_bias, bool):
-        raise TypeError(f"correct_bias must be a bool, got {correct_bias!r}")
+    flag("correct_bias", correct_bias)
 
     def kernel(
         w: jax.Array, g: jax.Array, s: Slots, h: Hyper

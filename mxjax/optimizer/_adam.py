@@ -7,6 +7,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from .._validate import flag
 from ._base import Hyper, Optimizer, Rule, Slots, check_range, from_rule, one_minus_pow
 
 
@@ -62,8 +63,7 @@ def adam(
     """
     check_betas(beta1=beta1, beta2=beta2)
     check_range("epsilon", epsilon, lo=0.0, lo_open=True)
-    if not isinstance(lazy_update, bool):
-        raise TypeError(f"lazy_update must be a bool, got {lazy_update!r}")
+    flag("lazy_update", lazy_update)
 
     def kernel(w: jax.Array, g: jax.Array, s: Slots, h: Hyper) -> tuple[jax.Array, Slots]:
         mean, var = s

@@ -44,7 +44,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._names import path_name
+from .. import _validate
+from .._names import collisions, describe_collisions, path_name
+from .._validate import real as check_range  # re-exported for the optimizers
 from .._typing import Grads, Params, PyTree, Schedule
 from ._packed import Layout, Packed
 from ._rounding import no_contraction, unfused
@@ -193,6 +195,22 @@ class Common(TypedDict, total=False):
     multi_tensor: bool
 
 
+COMMON_DEFAULTS: dict[str, Any] = {
+    "lr_scheduler": None,
+    "wd": 0.0,
+    "rescale_grad": 1.0,
+    "clip_gradient": None,
+    "begin_num_update": 0,
+    "multi_precision": False,
+    "lr_mult": None,
+    "wd_mult": None,
+    "wd_by_name": False,
+    "skip_nonfinite": False,
+    "multi_tensor": False,
+}
+"""The value each :class:`Common` argument has when it is not given."""
+
+
 def _no_packing(params: Params) -> Packed:
     raise NotImplementedError(
         "this optimizer was not built by from_rule() and cannot pack parameters"
@@ -296,37 +314,6 @@ def int_pow(x: jax.Array, n: int | jax.Array, bound: int) -> jax.Array:
     return acc
 
 
-def check_range(
-    name: str,
-    value: Any,
-    *,
-    lo: float | None = None,
-    hi: float | None = None,
-    lo_open: bool = False,
-    hi_open: bool = False,
-) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is a finite real in range."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    interval = (
-        ("(" if lo_open else "[")
-        + ("-inf" if lo is None else repr(lo))
-        + ", "
-        + ("inf" if hi is None else repr(hi))
-        + (")" if hi_open else "]")
-    )
-    try:
-        ok = math.isfinite(value)
-    except OverflowError:  # an int beyond float range
-        ok = False
-    if ok and lo is not None:
-        ok = value > lo if lo_open else value >= lo
-    if ok and hi is not None:
-        ok = value < hi if hi_open else value <= hi
-    if not ok:
-        raise ValueError(f"{name} must be in {interval}, got {value!r}")
-
-
 # ------------------------------------------------------------------------ the preamble
 
 
@@ -354,13 +341,12 @@ def resolve_learning_rate(
             )
         return learning_rate, None
     if learning_rate is not None:
-        check_range("learning_rate", learning_rate, lo=0.0)
+        check_range("learning_rate", learning_rate, lo=0.0, none_ok=True)
         learning_rate = float(learning_rate)
     if lr_scheduler is None:
         rate = 0.01 if learning_rate is None else learning_rate
         return rate, rate
-    if not callable(lr_scheduler):
-        raise TypeError(f"lr_scheduler must be callable, got {lr_scheduler!r}")
+    _validate.function("lr_scheduler", lr_scheduler, none_ok=True)
     if learning_rate is None:
         return lr_scheduler, None
     base_lr = getattr(lr_scheduler, "base_lr", None)
@@ -400,60 +386,54 @@ class _Config:
 
 
 def _effective_clip(clip_gradient: float | None, mode: str) -> float | None:
-    if clip_gradient is None:
-        return None
-    check_range("clip_gradient", clip_gradient)
-    c = float(clip_gradient)
-    if mode == "fused":  # `if self.clip_gradient:` and the op clips only when >= 0
-        return c if c > 0 else None
-    if c < 0:
-        raise ValueError(
-            f"clip_gradient must be >= 0 (or None), got {clip_gradient!r}: MXNet's "
-            "NDArray optimizers would clip to the inverted range [-c, c]"
-        )
-    return c
+    if mode == "python":  # MXNet's NDArray optimizers would clip to [-c, c] for c < 0
+        return check_range("clip_gradient", clip_gradient, lo=0.0, none_ok=True)
+    c = check_range("clip_gradient", clip_gradient, none_ok=True)
+    # fused ops: `if self.clip_gradient:` and the op clips only when >= 0
+    return c if c is not None and c > 0 else None
 
 
-def _mults(name: str, mult: Mapping[str, float] | None) -> dict[str, float]:
+def _mults(
+    name: str, mult: Mapping[str, float] | None, base: tuple[str, Any]
+) -> dict[str, float]:
+    """The multipliers, each finite and ``>= 0`` and its product with ``base`` (``(name, value)``:
+    the learning rate or ``wd``; a schedule is skipped) within float32 too."""
     if mult is None:
         return {}
-    if not isinstance(mult, Mapping):
-        raise TypeError(f"{name} must be a dict {{leaf name: multiplier}}, got {mult!r}")
+    rule = "a dict {leaf name: multiplier} or None"
+    _validate.instance(name, mult, Mapping, rule)
     out = {}
     for k, v in mult.items():
-        if not isinstance(k, str):
-            raise TypeError(f"{name} keys must be leaf names (str), got {k!r}")
-        check_range(f"{name}[{k!r}]", v)
-        out[k] = float(v)
+        _validate.instance(f"{name} key {k!r}", k, str, "a leaf name (str)")
+        out[k] = check_range(f"{name}[{k!r}]", v, lo=0.0)  # < 0: uphill, or growth
+        if not callable(base[1]):
+            check_range(f"{base[0]} * {name}[{k!r}]", base[1] * out[k])
     return out
 
 
-def _config(rule: Rule, learning_rate: float | Schedule | None, c: Common) -> _Config:
-    rate, _ = resolve_learning_rate(learning_rate, c.get("lr_scheduler"))
-    wd = c.get("wd", 0.0)
-    check_range("wd", wd, lo=0.0)
-    rescale_grad = c.get("rescale_grad", 1.0)
-    check_range("rescale_grad", rescale_grad)
-    begin = c.get("begin_num_update", 0)
-    if isinstance(begin, bool) or not isinstance(begin, int) or not 0 <= begin < 2**31 - 1:
-        raise ValueError(
-            f"begin_num_update must be an int in [0, 2**31 - 1), got {begin!r}"
-        )
+def _config(rule: Rule, learning_rate: float | Schedule | None, given: Common) -> _Config:
+    c: dict[str, Any] = {**COMMON_DEFAULTS, **given}
+    rate, _ = resolve_learning_rate(learning_rate, c["lr_scheduler"])
+    wd = check_range("wd", c["wd"], lo=0.0)
+    rescale_grad = check_range("rescale_grad", c["rescale_grad"])
+    # the count is int32 and the first update sees begin_num_update + 1
+    begin = _validate.integer(
+        "begin_num_update", c["begin_num_update"], lo=0, hi=_validate.INT32_MAX - 1
+    )
     for flag in ("multi_precision", "wd_by_name", "skip_nonfinite", "multi_tensor"):
-        if not isinstance(c.get(flag, False), bool):
-            raise TypeError(f"{flag} must be a bool, got {c.get(flag)!r}")
+        _validate.flag(flag, c[flag])
     return _Config(
         rate=rate,
-        wd=float(wd),
-        rescale_grad=float(rescale_grad),
-        clip=_effective_clip(c.get("clip_gradient"), rule.clip_mode),
+        wd=wd,
+        rescale_grad=rescale_grad,
+        clip=_effective_clip(c["clip_gradient"], rule.clip_mode),
         begin_num_update=begin,
-        multi_precision=c.get("multi_precision", False),
-        lr_mult=_mults("lr_mult", c.get("lr_mult")),
-        wd_mult=_mults("wd_mult", c.get("wd_mult")),
-        wd_by_name=c.get("wd_by_name", False),
-        skip_nonfinite=c.get("skip_nonfinite", False),
-        multi_tensor=c.get("multi_tensor", False),
+        multi_precision=c["multi_precision"],
+        lr_mult=_mults("lr_mult", c["lr_mult"], ("learning_rate", rate)),
+        wd_mult=_mults("wd_mult", c["wd_mult"], ("wd", wd)),
+        wd_by_name=c["wd_by_name"],
+        skip_nonfinite=c["skip_nonfinite"],
+        multi_tensor=c["multi_tensor"],
     )
 
 
@@ -486,6 +466,7 @@ def leaf_dtype(what: str, name: str, leaf: Any) -> jnp.dtype:
 
 
 def _leaf_info(rule: Rule, cfg: _Config, names: list[str], leaves: list) -> list[_Leaf]:
+    _check_names(rule, cfg, names)
     for kind, mult in (("lr_mult", cfg.lr_mult), ("wd_mult", cfg.wd_mult)):
         unknown = sorted(set(mult) - set(names))
         if unknown and names:  # a tree without leaves: optax's tree_map_params probe
@@ -516,11 +497,46 @@ def _leaf_info(rule: Rule, cfg: _Config, names: list[str], leaves: list) -> list
     return out
 
 
+class _Names(list):
+    """Leaf names that collide, with the leaves' paths (for the message)."""
+
+    paths: list[str]
+
+
 def _flatten_named(params: Params, what: str) -> tuple[list[str], list, Any]:
     if params is None:
         raise ValueError(f"{what} is None: mxjax optimizers need the parameters")
     flat, treedef = jax.tree_util.tree_flatten_with_path(params)
-    return [path_name(p) for p, _ in flat], [x for _, x in flat], treedef
+    names = [path_name(p) for p, _ in flat]
+    if len(set(names)) != len(names):
+        names = _Names(names)
+        names.paths = [jax.tree_util.keystr(p) for p, _ in flat]
+    return names, [x for _, x in flat], treedef
+
+
+def _check_names(rule: Rule, cfg: _Config, names: list[str]) -> None:
+    """Names that must be unique are, and ``wd_by_name`` matches some leaf."""
+    if len(set(names)) != len(names):
+        paths = getattr(names, "paths", [f"leaf #{i}" for i in range(len(names))])
+        hit = {
+            n: p
+            for n, p in collisions(names, paths).items()
+            if n in cfg.lr_mult or n in cfg.wd_mult
+        }
+        if hit:
+            raise ValueError(
+                describe_collisions(hit, "so its lr_mult / wd_mult entry hits all of them")
+            )
+    if cfg.wd_by_name and cfg.wd != 0 and names:
+        if not any(n.endswith(rule.wd_suffixes) for n in names):
+            warnings.warn(
+                f"wd_by_name=True decays only leaves named *{' / *'.join(rule.wd_suffixes)}"
+                f" and no leaf is (leaves: {names[:6]}{' ...' if len(names) > 6 else ''}), "
+                "so nothing is decayed; flax nnx calls weights 'kernel' (names like "
+                "'linear_kernel_value'): use wd_mult={name: 0.0} for the leaves to exempt",
+                UserWarning,
+                stacklevel=4,
+            )
 
 
 def _slot_dtype(rule: Rule, info: _Leaf) -> jnp.dtype:
@@ -687,9 +703,25 @@ def _check_extra(rule: Rule, extra: PyTree) -> None:
 
 
 def _schedule(rate: float | Schedule, num_update: jax.Array) -> jax.Array:
-    if callable(rate):
-        return jnp.asarray(rate(num_update), jnp.float32)
-    return jnp.asarray(rate, jnp.float32)
+    """The step's learning rate, float32. A schedule's result is checked when ``jit``
+    traces: a real scalar (a shape-(1,) result would reshape 0-d parameters, a
+    shape-(n,) one become per-element rates)."""
+    if not callable(rate):
+        return jnp.asarray(rate, jnp.float32)
+    out = rate(num_update)
+    dtype = jnp.result_type(out) if hasattr(out, "dtype") or isinstance(
+        out, (int, float)
+    ) else None
+    if isinstance(out, bool) or dtype is None or not (
+        jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)
+    ) or jnp.shape(out) != ():
+        _validate.fail(
+            "the learning-rate schedule's result",
+            "a real scalar (shape ())",
+            out if not hasattr(out, "shape") else jax.ShapeDtypeStruct(out.shape, out.dtype),
+            f"schedule {rate!r} at num_update {num_update}",
+        )
+    return jnp.asarray(out, jnp.float32)
 
 
 def _all_finite(leaves: Sequence[jax.Array]) -> jax.Array:
@@ -1011,7 +1043,7 @@ def from_rule(
             new_params = jax.tree_util.tree_unflatten(treedef, new_leaves)
         new_state = OptState(count=t, slots=new_slots, extra=new_extra, skipped=state.skipped)
         if cfg.skip_nonfinite:
-            ok = _all_finite(g_leaves)
+            ok = _all_finite(g_leaves) & jnp.isfinite(lr)  # a NaN rate: skipped too
             keep = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
             new_params = jax.tree.map(keep, new_params, params)
             new_state = jax.tree.map(keep, new_state, state)

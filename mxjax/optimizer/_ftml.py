@@ -62,7 +62,7 @@ def ftml(
     check_betas(beta1=beta1, beta2=beta2)
     check_range("epsilon", epsilon, lo=0.0, lo_open=True)
     if learning_rate is not None and not callable(learning_rate):
-        check_range("learning_rate", learning_rate, lo=0.0, lo_open=True)
+        check_range("learning_rate", learning_rate, lo=0.0, lo_open=True, none_ok=True)
 
     def kernel(w: jax.Array, g: jax.Array, s: Slots, h: Hyper) -> tuple[jax.Array, Slots]:
         d, v, z = s

@@ -60,7 +60,7 @@ def ftrl(
     check_range("lamda1", lamda1, lo=0.0)
     check_range("beta", beta, lo=0.0)
     if learning_rate is not None and not callable(learning_rate):
-        check_range("learning_rate", learning_rate, lo=0.0, lo_open=True)
+        check_range("learning_rate", learning_rate, lo=0.0, lo_open=True, none_ok=True)
     if common.get("lr_scheduler") is not None:
         if learning_rate is not None and learning_rate != 0.1:
             warnings.warn(

@@ -57,12 +57,7 @@ def groupadagrad(
     """
     check_range("eps", eps, lo=0.0, lo_open=True)
     wd = common.get("wd", 0.0)
-    check_range("wd", wd, lo=0.0)
-    if wd != 0:
-        raise ValueError(
-            f"wd must be 0 for groupadagrad (MXNet: 'Weight decay is not supported for "
-            f"GroupAdaGrad'), got {wd!r}"
-        )
+    check_range("wd", wd, lo=0.0, hi=0.0)  # MXNet: "not supported for GroupAdaGrad"
 
     def kernel(w: jax.Array, g: jax.Array, s: Slots, h: Hyper) -> tuple[jax.Array, Slots]:
         (hist,) = s

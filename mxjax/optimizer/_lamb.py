@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from ._adam import check_betas
+from .._validate import flag
 from ._base import Hyper, Optimizer, Rule, Slots, check_range, from_rule, pow_f32
 from ._trust import check_bounds, clamp_norm, l2_norm, safe_div
 
@@ -61,8 +62,7 @@ def lamb(
     check_betas(beta1=beta1, beta2=beta2)
     check_range("epsilon", epsilon, lo=0.0, lo_open=True)
     check_bounds(lower_bound, upper_bound)
-    if not isinstance(bias_correction, bool):
-        raise TypeError(f"bias_correction must be a bool, got {bias_correction!r}")
+    flag("bias_correction", bias_correction)
 
     def kernel(
         w: jax.Array, g: jax.Array, s: Slots, h: Hyper

@@ -7,6 +7,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from .._validate import flag
 from ._base import Hyper, Optimizer, Rule, Slots, check_range, from_rule, rescale_clip
 from ._sgd import _check_momentum, sgd_kernel
 from ._trust import l2_norm, safe_div
@@ -74,12 +75,8 @@ def lars(
     momentum = _check_momentum(momentum)
     check_range("eta", eta, lo=0.0)
     check_range("eps", eps, lo=0.0)
-    for flag, v in (
-        ("lazy_update", lazy_update),
-        ("momentum_correction", momentum_correction),
-    ):
-        if not isinstance(v, bool):
-            raise TypeError(f"{flag} must be a bool, got {v!r}")
+    flag("lazy_update", lazy_update)
+    flag("momentum_correction", momentum_correction)
     sgd_rule = sgd_kernel(momentum)
     correct = momentum_correction and momentum > 0.0
 

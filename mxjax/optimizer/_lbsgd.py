@@ -17,24 +17,13 @@ from ._base import (
     rescale_clip,
     resolve_learning_rate,
 )
+from .._validate import INT32_MAX, choice, fail, integer, interval
 from ._sgd import _check_momentum, sgd_kernel
 
 WarmupStrategy = Literal["linear", "power2", "sqrt", "lars"]
 
 
-_INT32_MAX = 2**31 - 1  # update counts are int32
-
-
-def _check_int(name: str, value: Any, lo: int) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or not lo <= value <= _INT32_MAX
-    ):
-        raise ValueError(
-            f"{name} must be an int in [{lo}, {_INT32_MAX}], got {value!r}"
-        )
-    return value
+_INT32_MAX = INT32_MAX  # update counts are int32
 
 
 def lbsgd(
@@ -102,27 +91,21 @@ def lbsgd(
       ValueError: a hyperparameter out of range (named in the message); the int
         arguments (and the products ``begin_epoch * updates_per_epoch``,
         ``warmup_epochs * updates_per_epoch``) must fit the int32 update count, and
-        an int argument given as another type is a ValueError too.
+        an int argument given as another type is a TypeError.
     """
     momentum = _check_momentum(momentum)
-    if warmup_strategy not in get_args(WarmupStrategy):
-        raise ValueError(
-            f"warmup_strategy must be one of {get_args(WarmupStrategy)}, got "
-            f"{warmup_strategy!r}"
-        )
-    _check_int("warmup_epochs", warmup_epochs, 0)
-    _check_int("batch_scale", batch_scale, 1)
-    _check_int("updates_per_epoch", updates_per_epoch, 1)
-    _check_int("begin_epoch", begin_epoch, 0)
-    _check_int("num_epochs", num_epochs, 0)
+    choice("warmup_strategy", warmup_strategy, get_args(WarmupStrategy))
+    integer("warmup_epochs", warmup_epochs, lo=0, hi=_INT32_MAX)
+    integer("batch_scale", batch_scale, lo=1, hi=_INT32_MAX)
+    integer("updates_per_epoch", updates_per_epoch, lo=1, hi=_INT32_MAX)
+    integer("begin_epoch", begin_epoch, lo=0, hi=_INT32_MAX)
+    integer("num_epochs", num_epochs, lo=0, hi=_INT32_MAX)
     for what, n in (
         ("begin_epoch * updates_per_epoch", begin_epoch * updates_per_epoch),
         ("warmup_epochs * updates_per_epoch", warmup_epochs * updates_per_epoch),
     ):
         if n > _INT32_MAX:
-            raise ValueError(
-                f"{what} must be <= {_INT32_MAX} (int32 update counts), got {n}"
-            )
+            fail(what, interval("int", 0, _INT32_MAX), n, "int32 update counts")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # from_rule announces it once
         rate, _ = resolve_learning_rate(learning_rate, common.get("lr_scheduler"))

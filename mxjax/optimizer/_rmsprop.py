@@ -7,6 +7,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from .._validate import flag
 from ._base import Hyper, Optimizer, Rule, Slots, check_range, from_rule
 
 
@@ -52,10 +53,8 @@ def rmsprop(
     check_range("gamma1", gamma1, lo=0.0, hi=1.0, hi_open=True)
     check_range("gamma2", gamma2, lo=0.0, hi=1.0, hi_open=True)
     check_range("epsilon", epsilon, lo=0.0, lo_open=True)
-    if not isinstance(centered, bool):
-        raise TypeError(f"centered must be a bool, got {centered!r}")
-    if clip_weights is not None:
-        check_range("clip_weights", clip_weights)
+    flag("centered", centered)
+    check_range("clip_weights", clip_weights, none_ok=True)
     cw = float(clip_weights) if clip_weights is not None and clip_weights > 0 else None
 
     def finish(w: jax.Array) -> jax.Array:

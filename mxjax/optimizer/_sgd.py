@@ -6,6 +6,7 @@ from typing import Any
 
 import jax
 
+from .._validate import flag
 from ._base import Hyper, Optimizer, Rule, Slots, check_range, from_rule
 
 
@@ -72,8 +73,7 @@ def sgd(
       Array([0.9, 0.9], dtype=float32)
     """
     momentum = _check_momentum(momentum)
-    if not isinstance(lazy_update, bool):
-        raise TypeError(f"lazy_update must be a bool, got {lazy_update!r}")
+    flag("lazy_update", lazy_update)
     return from_rule(
         sgd_kernel(momentum),
         name="sgd",

@@ -2,12 +2,12 @@ r"""Stochastic Gradient Langevin Dynamics (MXNet ``SGLD``)."""
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from .._validate import integer
 from ._base import Hyper, Optimizer, Rule, Slots, from_rule
 
 
@@ -47,14 +47,7 @@ def sgld(learning_rate: float | None = None, seed: int = 0, **common: Any) -> Op
       Welling & Teh, `Bayesian Learning via Stochastic Gradient Langevin Dynamics
       <https://www.stats.ox.ac.uk/~teh/research/compstats/WelTeh2011a.pdf>`_, ICML 2011.
     """
-    if isinstance(seed, bool):
-        raise TypeError(f"seed must be an int, got {seed!r}")
-    try:
-        seed = operator.index(seed)
-    except TypeError:
-        raise TypeError(f"seed must be an int, got {seed!r}") from None
-    if not -(2**63) <= seed < 2**63:
-        raise ValueError(f"seed must be an int in [-2**63, 2**63 - 1], got {seed!r}")
+    seed = integer("seed", seed, lo=-(2**63), hi=2**63 - 1)
 
     def init_extra() -> jax.Array:
         return jax.random.key_data(jax.random.key(seed))

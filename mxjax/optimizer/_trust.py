@@ -36,11 +36,9 @@ def clamp_norm(r: jax.Array, lower: float | None, upper: float | None) -> jax.Ar
 
 def check_bounds(lower_bound: float | None, upper_bound: float | None) -> None:
     """Validate LAMB/LANS ``lower_bound``/``upper_bound`` (``None`` or a real >= 0)."""
-    for name, b in (("lower_bound", lower_bound), ("upper_bound", upper_bound)):
-        if b is not None:
-            check_range(name, b, lo=0.0)
+    check_range("lower_bound", lower_bound, lo=0.0, none_ok=True)
+    check_range("upper_bound", upper_bound, lo=0.0, none_ok=True)
     if lower_bound and upper_bound and lower_bound > upper_bound:
-        raise ValueError(
-            f"lower_bound must be <= upper_bound, got lower_bound={lower_bound!r} > "
-            f"upper_bound={upper_bound!r}"
+        check_range(
+            "upper_bound", upper_bound, lo=lower_bound, lo_name="lower_bound", none_ok=True
         )

@@ -24,6 +24,7 @@ from ._digits import softmax_loss as softmax_loss
 from ._digits import steps_per_epoch as steps_per_epoch
 from ._fit import FitResult as FitResult
 from ._fit import History as History
+from ._fit import Interrupted as Interrupted
 from ._fit import fit as fit
 from ._fit import format_table as format_table
 from ._fit import learning_rate_at as learning_rate_at
@@ -32,6 +33,7 @@ from ._fit import lr_schedule as lr_schedule
 __all__ = [
     "FitResult",
     "History",
+    "Interrupted",
     "Split",
     "accuracy",
     "batch_iterator",

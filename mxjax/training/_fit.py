@@ -23,6 +23,19 @@ PROGRESS_MIN_STEPS = 1000
 """``progress=None`` shows a bar only on a TTY, for runs of at least this many steps."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """:func:`fit` was stopped (Ctrl-C, or its ``should_stop``): where it stopped.
+
+    Attributes:
+      epoch: the epoch under way (1-based).
+      steps: the updates completed.
+    """
+
+    def __init__(self, epoch: int, steps: int) -> None:
+        super().__init__(f"stopped in epoch {epoch} after {steps} updates")
+        self.epoch, self.steps = epoch, steps
+
+
 def lr_schedule(optimizer: Optimizer) -> Schedule:
     """The optimizer's learning rate as a ``num_update -> lr`` function.
 
@@ -177,6 +190,7 @@ def fit(
     max_steps: int | None = None,
     steps_per_epoch: int | None = None,
     progress: bool | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> FitResult:
     """Train ``params`` with ``optimizer``: MXNet's ``init_optimizer`` + ``fit``.
 
@@ -207,12 +221,17 @@ def fit(
       steps_per_epoch: for the progress bar's total when ``batches`` has no ``len``.
       progress: a tqdm bar (``None``: only on a TTY and for runs of at least
         :data:`PROGRESS_MIN_STEPS` steps).
+      should_stop: asked before every step; ``True`` stops the run with
+        :class:`Interrupted` (a command line's SIGINT handler sets a flag it reads, so
+        a Ctrl-C that lands in a callback is not lost).
 
     Returns:
       ``FitResult(params, state, history)``; see :class:`History`.
 
     Raises:
       ValueError: ``num_epoch < 1``, ``max_steps < 1`` or an epoch without batches.
+      Interrupted: a ``KeyboardInterrupt`` (or ``should_stop``) during the run,
+        saying where it stopped.
 
     >>> import jax.numpy as jnp, mxjax as mx
     >>> data = [(jnp.ones((4, 2)), jnp.ones(4))] * 3
@@ -265,12 +284,14 @@ def fit(
     metrics: dict[str, list[np.ndarray]] = {}
     epochs: list[dict[str, float]] = []
     first_step_time = math.nan
-    n_steps = 0
+    n_steps = epoch = 0
     try:
         for epoch in range(num_epoch):
             t0 = time.perf_counter()
             ep_loss, ep_lr, ep_aux = [], [], []
             for batch in _epoch_batches(batches, epoch):
+                if should_stop is not None and should_stop():
+                    raise Interrupted(epoch + 1, n_steps)
                 if n_steps == 0:
                     t_first = time.perf_counter()
                     params, state, loss, aux, lr = jstep(params, state, batch)
@@ -324,6 +345,10 @@ def fit(
                     on_epoch(summary)
             if max_steps is not None and n_steps >= max_steps:
                 break
+    except Interrupted:
+        raise
+    except KeyboardInterrupt as e:
+        raise Interrupted(epoch + 1, n_steps) from e
     finally:
         if bar is not None:
             bar.close()

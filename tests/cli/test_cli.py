@@ -297,14 +297,14 @@ def test_multifactor_steps_as_a_list(capsys):
 
 BAD = [
     (["--optimizer", "nosuch"], "Cannot find optimizer 'nosuch'; valid names are"),
-    (["--optimizer-params", "learning_rate=abc"], "learning_rate must be a real"),
-    (["--optimizer-params", "learning_rate=-1"], "learning_rate must be in"),
-    (["--optimizer", "sgd:momentum=1.5"], "momentum must be in"),
+    (["--optimizer-params", "learning_rate=abc"], "learning_rate must be real in"),
+    (["--optimizer-params", "learning_rate=-1"], "learning_rate must be real in"),
+    (["--optimizer", "sgd:momentum=1.5"], "momentum must be real in"),
     (["--optimizer-params", "lr=0.1"], "optimizer 'sgd' has no argument 'lr'"),
     (["--optimizer-params", "lr"], "expected name=value"),
     (["--optimizer-params", "lr_scheduler=1"], "--lr-scheduler"),
     (["--init", "nosuch"], "Cannot find initializer 'nosuch'"),
-    (["--init", "xavier:magnitude=big"], "magnitude must be a real number"),
+    (["--init", "xavier:magnitude=big"], "magnitude must be real in"),
     (["--init", "uniform:sigma=1"], "initializer 'uniform' has no argument 'sigma'"),
     (["--init", "constant"], "needs argument(s) value"),
     (["--lr-scheduler", "nosuch"], "Cannot find lr_scheduler 'nosuch'"),
@@ -317,6 +317,21 @@ BAD = [
     (["--hidden", "-1"], "--hidden must be >= 0"),
     (["--val-fraction", "1.5"], "--val-fraction"),
     (["--no-such-flag"], "unrecognized arguments"),
+    # issue 19, item 13
+    (["--seed", "-1"], "--seed must be in [0, 2**32 - 1], got -1"),
+    (["--seed", str(2**32)], f"--seed must be in [0, 2**32 - 1], got {2**32}"),
+    (["--seed", str(10**30)], "--seed must be in"),
+    (
+        ["--optimizer", "sgd:learning_rate=0.1", "--optimizer-params", "learning_rate=0.2"],
+        "learning_rate is given both in --optimizer",
+    ),
+    (
+        ["--optimizer", "adam:wd=0.1", "--optimizer-params", "learning_rate=0.01,wd=0.2"],
+        "wd is given both",
+    ),
+    (["--out", "/nonexistent-dir/plot.png"], "cannot write the plot"),
+    (["--out", "/nonexistent-dir/plot"], "'/nonexistent-dir/plot.png'"),
+    (["--out", "plot.nosuchformat"], "matplotlib cannot write .nosuchformat"),
 ]
 
 
@@ -343,6 +358,42 @@ def test_bad_command(capsys):
     assert cli.main(["list", "widgets"]) == 2
     assert cli.main(["compare", "--optimizers", "sgd,nosuch", *SHORT]) == 2
     assert "Cannot find optimizer 'nosuch'" in capsys.readouterr().err
+
+
+def test_out_without_extension_prints_the_file_written(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = train(capsys, "--epochs", "1", "--max-steps", "1", "--out", "curves")
+    assert rc == 0, err
+    assert "wrote curves.png" in out and (tmp_path / "curves.png").exists()
+    assert not (tmp_path / "curves").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--batch-size", "100000", "--epochs", "1"],  # one step: no time per step
+        ["--val-fraction", "0", "--epochs", "2", "--max-steps", "3"],  # no validation
+        ["--batch-size", "100000", "--val-fraction", "0", "--epochs", "1"],
+    ],
+)
+def test_a_run_prints_no_nan_for_what_it_did_not_measure(capsys, argv):
+    rc, out, err = train(capsys, *argv, "--out", "none")
+    assert rc == 0, err
+    assert "nan" not in out.lower(), out
+    final = [line for line in out.splitlines() if line.startswith("final:")][0]
+    if "--val-fraction" in argv:
+        assert "no validation split" in final and "val acc" not in out
+    if "100000" in argv:
+        assert "1 step in" in final and "ms/step" not in final
+
+
+def test_an_unwritable_out_is_refused_before_training(capsys, tmp_path):
+    (tmp_path / "adir.png").mkdir()
+    for out in (tmp_path / "adir.png", tmp_path / "afile.png" / "x.png"):
+        (tmp_path / "afile.png").write_bytes(b"")
+        rc, stdout, err = train(capsys, "--epochs", "1", "--out", str(out))
+        assert rc == 2 and "cannot write the plot" in err, err
+        assert not table_rows(stdout) and "final:" not in stdout  # nothing trained
 
 
 def test_unwritable_plot_is_a_usage_error(capsys, tmp_path):

@@ -140,39 +140,40 @@ def test_flax_linear_accepts_mxjax_kernel_init():
     np.testing.assert_array_equal(layer.bias, 0.0)
 
 
-BAD = [
-    (lambda: I.Uniform(-1), "scale", ">= 0"),
-    (lambda: I.Uniform(float("nan")), "scale", "finite"),
-    (lambda: I.Normal(-0.1), "sigma", ">= 0"),
-    (lambda: I.Normal("a"), "sigma", "real"),
-    (lambda: I.Xavier(magnitude=0), "magnitude", "> 0"),
-    (lambda: I.Xavier(rnd_type="normal"), "rnd_type", "uniform"),
-    (lambda: I.Xavier(factor_type="fan_in"), "factor_type", "avg"),
-    (lambda: I.Xavier(in_axis=0), "in_axis", "differ"),
-    (lambda: I.MSRAPrelu(factor_type="x"), "factor_type", "avg"),
-    (lambda: I.MSRAPrelu(slope=float("inf")), "slope", "finite"),
-    (lambda: I.Orthogonal(rand_type="gaussian"), "rand_type", "normal"),
-    (lambda: I.Orthogonal(scale=-1), "scale", ">= 0"),
-    (lambda: I.LSTMBias(forget_bias=None), "forget_bias", "real"),
-    (lambda: I.FusedRNN(None, 0, 1, "lstm"), "num_hidden", ">= 1"),
-    (lambda: I.FusedRNN(None, 2, 0, "lstm"), "num_layers", ">= 1"),
-    (lambda: I.FusedRNN(None, 2.5, 1, "lstm"), "num_hidden", ">= 1"),
-    (lambda: I.FusedRNN(None, 2, 1, "LSTM"), "mode", "lstm"),
-    (lambda: I.FusedRNN(3, 2, 1, "lstm"), "init", "Initializer"),
-    (lambda: I.Constant("abc"), "value", "numeric"),
-    (lambda: I.Mixed(["a"], []), "same length", ""),
-    (lambda: I.Mixed(["("], [I.Zero()]), "not a valid regular expression", ""),
-    (lambda: I.Load([1, 2]), "param", "mapping"),
+F32 = "3.4028234663852886e+38"
+BAD = [  # (build, argument, error, text of the rule in the message)
+    (lambda: I.Uniform(-1), "scale", ValueError, "real in [0, 1.7014117331926443e+38]"),
+    (lambda: I.Uniform(float("nan")), "scale", ValueError, "real in"),
+    (lambda: I.Normal(-0.1), "sigma", ValueError, "real in [0, 4.2535293329816107e+37]"),
+    (lambda: I.Normal("a"), "sigma", TypeError, "real in"),
+    (lambda: I.Xavier(magnitude=0), "magnitude", ValueError, "real in (0, "),
+    (lambda: I.Xavier(rnd_type="normal"), "rnd_type", ValueError, '"uniform"'),
+    (lambda: I.Xavier(factor_type="fan_in"), "factor_type", ValueError, '"avg"'),
+    (lambda: I.Xavier(in_axis=0), "in_axis", ValueError, "differ"),
+    (lambda: I.MSRAPrelu(factor_type="x"), "factor_type", ValueError, '"avg"'),
+    (lambda: I.MSRAPrelu(slope=float("inf")), "slope", ValueError, "real in"),
+    (lambda: I.Orthogonal(rand_type="gaussian"), "rand_type", ValueError, '"normal"'),
+    (lambda: I.Orthogonal(scale=-1), "scale", ValueError, f"real in [0, {F32}]"),
+    (lambda: I.LSTMBias(forget_bias=None), "forget_bias", TypeError, "real in"),
+    (lambda: I.FusedRNN(None, 0, 1, "lstm"), "num_hidden", ValueError, "int in [1, inf)"),
+    (lambda: I.FusedRNN(None, 2, 0, "lstm"), "num_layers", ValueError, "int in [1, inf)"),
+    (lambda: I.FusedRNN(None, 2.5, 1, "lstm"), "num_hidden", TypeError, "int in [1, inf)"),
+    (lambda: I.FusedRNN(None, 2, 1, "LSTM"), "mode", ValueError, '"lstm"'),
+    (lambda: I.FusedRNN(3, 2, 1, "lstm"), "init", TypeError, "Initializer"),
+    (lambda: I.Constant("abc"), "value", TypeError, "finite number"),
+    (lambda: I.Mixed(["a"], []), "as long as patterns", ValueError, ""),
+    (lambda: I.Mixed(["("], [I.Zero()]), "valid regular expression", ValueError, ""),
+    (lambda: I.Load([1, 2]), "param", TypeError, "mapping"),
 ]
 
 
 @pytest.mark.parametrize(
-    "build,arg,rng", BAD, ids=[f"{b[1]}-{i}" for i, b in enumerate(BAD)]
+    "build,arg,exc,rule", BAD, ids=[f"{b[1]}-{i}" for i, b in enumerate(BAD)]
 )
-def test_bad_argument_raises_value_error_naming_it(build, arg, rng):
-    with pytest.raises(ValueError, match=arg) as info:
+def test_bad_argument_raises_an_error_naming_it(build, arg, exc, rule):
+    with pytest.raises(exc, match=arg) as info:
         build()
-    assert rng in str(info.value)
+    assert rule in str(info.value)
 
 
 def test_fusedrnn_without_init_or_global_init_raises():

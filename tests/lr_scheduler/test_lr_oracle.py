@@ -50,7 +50,8 @@ def warmups(draw, base_lr, max_steps=30):
 @st.composite
 def factor_configs(draw):
     base = draw(lrs)
-    stop = draw(st.sampled_from([1e-8, 0.0]) | st.floats(0.0, 0.05))
+    # stop_factor_lr must survive float32 (0, or a normal float32: issue 19)
+    stop = draw(st.sampled_from([1e-8, 0.0]) | st.floats(F32_TINY, 0.05))
     kwargs = {"step": draw(st.integers(1, 20)), "factor": draw(factors),
               "stop_factor_lr": stop, "base_lr": base}
     return "FactorScheduler", {**kwargs, **draw(warmups(base))}

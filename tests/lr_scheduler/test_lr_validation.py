@@ -41,22 +41,45 @@ PARAMS = [
 ]
 
 
+INT_ARGS = {"step", "max_update", "warmup_steps"}
+
+
+def error_for(arg: str, bad: object) -> type[Exception]:
+    """TypeError for a value of the wrong type, ValueError for a wrong value."""
+    if arg == "warmup_mode":
+        return ValueError if isinstance(bad, str) else TypeError
+    if isinstance(bad, (str, bool, type(None))):
+        return TypeError
+    return TypeError if arg in INT_ARGS and isinstance(bad, float) else ValueError
+
+
 @pytest.mark.parametrize("builder,arg,bads,good", PARAMS)
-def test_bad_argument_raises_value_error_naming_it(builder, arg, bads, good):
+def test_bad_argument_raises_an_error_naming_it(builder, arg, bads, good):
     build = BUILDERS[builder]
     build(**{arg: good})  # the good value passes: the failure below is the rule's
     for bad in bads:
-        with pytest.raises(ValueError, match=arg) as err:
+        with pytest.raises(error_for(arg, bad), match=arg) as err:
             build(**{arg: bad})
         assert repr(bad) in str(err.value)
 
 
 @pytest.mark.parametrize(
-    "step", [[], [0, 3], [3, 3], [5, 3], [2, 4.5], (3, 2), "3", None, 3]
+    "step,exc",
+    [
+        ([], ValueError),
+        ([0, 3], ValueError),
+        ([3, 3], ValueError),
+        ([5, 3], ValueError),
+        ((3, 2), ValueError),
+        ([2, 4.5], TypeError),
+        ("3", TypeError),
+        (None, TypeError),
+        (3, TypeError),
+    ],
 )
-def test_multifactor_steps_must_be_increasing_ints_from_one(step):
+def test_multifactor_steps_must_be_increasing_ints_from_one(step, exc):
     MultiFactorScheduler(step=[1, 2])
-    with pytest.raises(ValueError, match=r"step"):
+    with pytest.raises(exc, match=r"step"):
         MultiFactorScheduler(step=step)
 
 

@@ -46,8 +46,8 @@ def test_dcasgd_momentum_accumulates_the_step():  # [Q12]: MXNet 1.9.1 crashes h
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        (dict(momentum=1.0), r"momentum must be in \[0.0, 1.0\), got 1.0"),
-        (dict(lamda=-0.5), r"lamda must be in \[0.0, inf\], got -0.5"),
+        (dict(momentum=1.0), r"momentum must be real in \[0, 1\), got 1.0"),
+        (dict(lamda=-0.5), r"lamda must be real in \[0, inf\), got -0.5"),
     ],
 )
 def test_dcasgd_refuses_bad_hyperparameters(kwargs, match):

@@ -27,7 +27,7 @@ def test_ftml_first_step_by_hand():
     [
         (dict(beta1=1.0), "beta1"),
         (dict(beta2=-0.5), "beta2"),
-        (dict(epsilon=0.0), r"epsilon must be in \(0.0, inf\], got 0.0"),
+        (dict(epsilon=0.0), r"epsilon must be real in \(0, inf\), got 0.0"),
         (dict(learning_rate=0.0), "learning_rate"),
     ],
 )

@@ -63,7 +63,7 @@ def test_ftrl_state_is_float32_for_low_precision_weights():
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        (dict(lamda1=-0.1), r"lamda1 must be in \[0.0, inf\], got -0.1"),
+        (dict(lamda1=-0.1), r"lamda1 must be real in \[0, inf\), got -0.1"),
         (dict(beta=-1.0), "beta"),
         (dict(learning_rate=0.0), "learning_rate"),
     ],

@@ -68,9 +68,9 @@ def test_signum_default_lr_overrides_scheduler_base_lr():  # [Q1]
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        (dict(momentum=1.0), r"momentum must be in \[0.0, 1.0\), got 1.0"),
+        (dict(momentum=1.0), r"momentum must be real in \[0, 1\), got 1.0"),
         (dict(momentum=-0.1), "momentum"),
-        (dict(wd_lh=-1.0), r"wd_lh must be in \[0.0, inf\], got -1.0"),
+        (dict(wd_lh=-1.0), r"wd_lh must be real in \[0, inf\), got -1.0"),
         (dict(wd_lh=float("nan")), "wd_lh"),
     ],
 )

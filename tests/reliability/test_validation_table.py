@@ -303,6 +303,8 @@ def expected(error: str, why: str) -> type[Exception]:
 
 def why_of(r: Rule, value: Any) -> str:
     """Whether an extra bad value breaks the rule's range or its type."""
+    if r.kind == "choice":
+        return "range" if isinstance(value, str) else "type"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return "type"
     return "type" if r.kind == "int" and isinstance(value, float) else "range"
@@ -316,6 +318,11 @@ def canonical(r: Rule, component: str) -> list[tuple[str, Any]]:
         out += [] if r.none_ok else [("type", None)]
         if r.kind == "real":
             out += [("range", math.nan), ("range", math.inf), ("range", -math.inf)]
+            # inside the interval in float64, but not in float32 (the rule's float32 part)
+            f32 = [1e39, -1e39, 1e-39, -1e-39, 1e-50]
+            if math.isfinite(hi) and r.hi_open:
+                f32.append(math.nextafter(float(hi), -math.inf))  # rounds up to hi
+            out += [("range", v) for v in f32 if inside(v, r, lo, hi)]
         else:
             out += [("type", 1.5), ("type", 2.0)]
         if isinstance(lo, int) or math.isfinite(lo):
@@ -351,7 +358,12 @@ def canonical(r: Rule, component: str) -> list[tuple[str, Any]]:
 
 
 def check_refused(
-    component: str, row: Row, kwargs: dict[str, Any], value: Any, why: str
+    component: str,
+    row: Row,
+    kwargs: dict[str, Any],
+    value: Any,
+    why: str,
+    rule: str | None = None,
 ):
     exc = expected(row.error, why)
     try:
@@ -362,6 +374,10 @@ def check_refused(
             f"docs say {exc.__name__}: {e}"
         )
         assert row.arg in str(e), f"{component}: message does not name {row.arg}: {e}"
+        if rule is not None:  # the one message format, the rule as the doc writes it
+            assert f" must be {rule}, got " in str(e), (
+                f"{component}: message does not state the rule {rule!r}: {e}"
+            )
         if (
             why in ("range", "type")
             and isinstance(value, (int, float, str))
@@ -405,7 +421,7 @@ def test_rule(row: Row):
                 comp, row, kwargs, value, "range" if cross else why_of(rule, value)
             )
         for why, bad in canonical(rule, comp):
-            check_refused(comp, row, {row.arg: bad}, bad, why)
+            check_refused(comp, row, {row.arg: bad}, bad, why, row.rule)
     if rule.kind == "extra":
         assert row.extra, f"{row.id}: a 'see extra' rule needs bad values"
         return
@@ -414,7 +430,7 @@ def test_rule(row: Row):
     @given(comp=st.sampled_from(comps), data=st.data())
     def fuzz(comp, data):
         why, bad = data.draw(violations(rule, comp))
-        check_refused(comp, row, {row.arg: bad}, bad, why)
+        check_refused(comp, row, {row.arg: bad}, bad, why, row.rule)
 
     fuzz()
 
@@ -451,3 +467,40 @@ def test_every_public_argument_is_in_the_table(component):
 def test_optimizer_refuses_an_int_beyond_float_range():
     with pytest.raises(ValueError, match="learning_rate"):
         mx.optimizer.sgd(learning_rate=10**400)
+
+
+# ---------------------------------------------- one convention (issue 19, item 15)
+
+A_STRING_FOR_A_NUMBER = [
+    lambda: mx.optimizer.sgd(wd="x"),
+    lambda: mx.optimizer.lbsgd(warmup_epochs="x"),
+    lambda: L.FactorScheduler(step=3, base_lr="x"),
+    lambda: L.with_warmup(lambda n: 0.1, "x", warmup_final_lr=0.1),
+    lambda: I.Uniform("x"),
+    lambda: I.FusedRNN(I.Uniform(), "x", 1, "lstm"),
+]
+
+
+@pytest.mark.parametrize("build", A_STRING_FOR_A_NUMBER)
+def test_a_string_for_a_number_is_a_type_error_in_the_one_format(build):
+    with pytest.raises(TypeError, match=r"^\w+ must be (real|int) in .*, got 'x' \(a str\)$"):
+        build()
+
+
+def test_the_validators_rule_text_is_the_docs():
+    """The message states the rule exactly as the doc's Rule column writes it."""
+    from mxjax import _validate as V
+
+    cases = [
+        (lambda: V.real("a", -1.0, lo=0.0, hi=1.0, hi_open=True), "real in [0, 1)"),
+        (lambda: V.real("a", None, lo=0.0), "real in [0, inf)"),
+        (lambda: V.integer("a", 0, lo=1, hi=V.INT32_MAX), "int in [1, 2147483647]"),
+        (lambda: V.flag("a", 1), "bool"),
+        (lambda: V.choice("a", "x", ("linear", "constant")), 'one of "linear", "constant"'),
+        (lambda: V.function("a", 1, none_ok=True), "callable or None"),
+    ]
+    for call, rule in cases:
+        with pytest.raises((TypeError, ValueError)) as e:
+            call()
+        assert str(e.value).startswith(f"a must be {rule}, got "), (rule, e.value)
+        parse_rule(rule)  # and the doc's parser reads it
