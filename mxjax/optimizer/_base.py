@@ -46,6 +46,7 @@ import numpy as np
 
 from .._names import path_name
 from .._typing import Grads, Params, PyTree, Schedule
+from ._mxnet_compat import MXNetMethods, adopt_subclass, dispatch_init
 from ._packed import Layout, Packed
 
 LOW_PRECISION = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
@@ -177,7 +178,7 @@ def _no_packing(params: Params) -> Packed:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class Optimizer:
+class Optimizer(MXNetMethods):
     """A pure optimizer: ``state = opt.init(params)``,
     ``new_params, new_state = opt.update(grads, state, params)``.
 
@@ -206,6 +207,14 @@ class Optimizer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparams.items())
         return f"{self.name}({args})"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        adopt_subclass(cls)  # MXNet's create_state/update path (_mxnet_compat)
+
+
+# A subclass defining MXNet's create_state/update is built by MXNet's base constructor.
+Optimizer.__init__ = dispatch_init(Optimizer.__init__)  # type: ignore[method-assign]
 
 
 # ----------------------------------------------------------------------------- helpers
