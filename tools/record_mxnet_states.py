@@ -3,6 +3,8 @@
 Run by hand, in a venv with MXNet (never a dependency of mxjax)::
 
     /work/mxref/bin/python tools/record_mxnet_states.py
+    /work/mxref2/bin/python tools/record_mxnet_states.py --mxnet2   # MXNet 2.0.0b1
+
 
 For each case it trains a small two-layer model for ``WARM`` steps, saves the optimizer
 state the way users do (``Module.save_checkpoint(..., save_optimizer_states=True)`` or
@@ -16,6 +18,8 @@ Output in ``tests/reference/states/``: ``<case>.states`` (and ``<case>-symbol.js
 for Module cases), ``<case>.npz`` (``w0/<name>``: the weights at the save,
 ``g<k>/<name>``, ``w<k>/<name>``: gradient and weights of continued step ``k``), and
 ``cases.json`` (kind, optimizer, arguments, ``begin_num_update``, dtype).
+With ``--mxnet2`` it writes one MXNet 2.0 Trainer file, ``mxnet2_trainer_adam.states``
+(mxjax refuses those by name).
 """
 
 from __future__ import annotations
@@ -166,8 +170,24 @@ def trainer_case(mx, case, opt, kwargs, sched, dtype, data):
     return rec, sorted(net.collect_params().keys())
 
 
+def mxnet2_file(mx) -> None:
+    from mxnet import autograd, gluon
+
+    net = gluon.nn.Dense(2, in_units=3)
+    net.initialize()
+    trainer = gluon.Trainer(net.collect_params(), "adam", {"learning_rate": 0.1})
+    with autograd.record():
+        loss = net(mx.np.ones((2, 3))).sum()
+    loss.backward()
+    trainer.step(1)
+    trainer.save_states(os.path.join(OUT, "mxnet2_trainer_adam.states"))
+
+
 def main() -> None:
     import mxnet as mx
+
+    if "--mxnet2" in sys.argv:
+        return mxnet2_file(mx)
 
     os.makedirs(OUT, exist_ok=True)
     meta = {}

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ._format import V3_MAGIC, MXNetFileError
+from ._format import V1_MAGIC, V2_MAGIC, V3_MAGIC, MXNetFileError
 from ._load import _Reader, _record
 
 MAX_DEPTH = 32
@@ -85,13 +85,24 @@ class NDArrayStandIn:
         handle = dict((k, v) for k, v in state.pairs if k == "handle").get("handle")
         if not isinstance(handle, bytes):
             raise MXNetStatesError("an NDArray's state must be {'handle': bytes}")
-        if len(handle) >= 4 and struct.unpack("<I", handle[:4])[0] == V3_MAGIC:
+        magic = struct.unpack("<I", handle[:4])[0] if len(handle) >= 4 else None
+        if magic == V3_MAGIC:
             raise MXNetStatesError(
                 "an NDArray record in MXNet 2.0's V3 format (0xF993FACA): MXNet 2.0 "
                 ".states files are not supported"
             )
+        if magic not in (V1_MAGIC, V2_MAGIC):
+            shown = "none" if magic is None else f"{magic:#x}"
+            raise MXNetStatesError(
+                f"wrong NDArray record magic {shown} (expected {V2_MAGIC:#x})"
+            )
         r = _Reader(handle)
-        self.value = _record(r, 0)
+        try:
+            self.value = _record(r, 0)
+        except MXNetStatesError:
+            raise
+        except MXNetFileError as e:
+            raise MXNetStatesError(f"bad NDArray record: {e}") from None
         if r.remaining:
             raise MXNetStatesError(f"{r.remaining} trailing bytes after an NDArray record")
 
@@ -209,6 +220,8 @@ def _run(data: bytes) -> tuple[Any, int]:
             elif name in ("PROTO", "FRAME"):
                 if name == "PROTO" and not 0 <= arg <= 5:
                     raise MXNetStatesError(f"unsupported pickle protocol {arg}")
+                if name == "FRAME" and arg > len(data) - stream.tell():
+                    raise MXNetStatesError(f"truncated pickle: a frame of {arg} bytes")
             elif name == "MARK":
                 marks.append(len(stack))
             elif name == "POP_MARK":

@@ -1,0 +1,169 @@
+"""Hostile ``.states`` files: each is refused with MXNetStatesError naming the cause,
+without side effects and with memory bounded by the file's size."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import pickletools
+import struct
+import subprocess
+import sys
+import tracemalloc
+
+import jax.numpy as jnp
+import pytest
+
+import mxjax as mx
+from mxjax.mxnet_states import MXNetStatesError, load_states
+from mxjax.nd._pickle import loads
+from tests.helpers import REFERENCE
+
+GOOD = (REFERENCE / "states" / "trainer_adam.states").read_bytes()
+
+
+
+def glob(module: str, name: str) -> bytes:
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def refused(data: bytes, match: str) -> None:
+    with pytest.raises(MXNetStatesError, match=match):
+        loads(data)
+
+
+@pytest.fixture
+def sentinel(tmp_path, monkeypatch):
+    """A path a hostile file would create; the test asserts it never appears."""
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "pwned"
+    yield path
+    assert not path.exists()
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_os_system_is_refused_without_running(sentinel, tmp_path_factory) -> None:
+    data = glob("os", "system") + b"(S'touch pwned'\ntR."
+    # pickle.loads runs it (in another directory): the sentinel can detect it.
+    elsewhere = tmp_path_factory.mktemp("pickle_runs_it")
+    code = f"import pickle; pickle.loads({data!r})"
+    subprocess.run([sys.executable, "-c", code], cwd=elsewhere, check=True)
+    assert (elsewhere / "pwned").exists()
+    refused(data, "global os.system is not allowed")
+    refused(pickle.dumps(os.system), "posix.system is not allowed")
+
+
+def test_eval_and_builtins_are_refused(sentinel) -> None:
+    refused(glob("builtins", "eval") + b"(S'open(\"pwned\",\"w\")'\ntR.", "builtins.eval")
+    refused(glob("__builtin__", "exec") + b"(S'x'\ntR.", "__builtin__.exec")
+    refused(b"\x80\x04" + b"\x8c\x08builtins\x8c\x04open\x93.", "builtins.open")
+
+
+def test_getattr_chains_are_refused(sentinel) -> None:
+    # getattr(__import__('os'), 'system')('touch pwned')
+    data = glob("builtins", "getattr") + b"(" + glob("builtins", "__import__") + (
+        b"(S'os'\ntRS'system'\ntR(S'touch pwned'\ntR."
+    )
+    refused(data, "builtins.getattr")
+    # attribute access via a dotted name resolves nothing either
+    refused(b"\x80\x04\x8c\x02os\x8c\x0bpath.system\x93.", "os.path.system")
+
+
+def test_unknown_and_look_alike_classes_are_refused(sentinel) -> None:
+    refused(glob("mxnet.optimizer.optimizer", "Updater") + b")\x81.", "Updater")
+    refused(glob("mxnet.ndarray.ndarray", "load") + b"(S'pwned'\ntR.", "ndarray.load")
+    refused(glob("collections", "OrderedDict") + b")R.", "collections.OrderedDict")
+    refused(glob("numpy", "load") + b"(S'pwned'\ntR.", "numpy.load")
+
+
+def test_huge_constructor_arguments_are_refused() -> None:
+    tracemalloc.start()
+    try:
+        refused(glob("builtins", "bytearray") + b"(I1000000000000\ntR.", "refused call")
+        # a length prefix claiming 2**62 bytes
+        refused(b"\x80\x04\x8e" + struct.pack("<Q", 2**62) + b"xx.", "truncated")
+        refused(b"\x80\x04\x95" + struct.pack("<Q", 2**62) + b"N.", "frame")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 10 * 2**20
+
+
+def test_huge_memo_index_does_not_allocate() -> None:
+    tracemalloc.start()
+    try:
+        data = b"\x80\x04N" + b"r" + struct.pack("<I", 2**31) + b"0" + b"h\x00."
+        refused(data, "memo key 0 is unset")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 10 * 2**20
+
+
+def test_deep_nesting_is_refused() -> None:
+    # (((...))) via TUPLE1: no stack growth while reading, 100000 levels deep.
+    # pickle.loads of this as a dict key crashes CPython (hash recursion); here it is
+    # refused before anything hashes it.
+    deep = b"\x80\x04}N" + b"\x85" * 100_000 + b"K\x01s."
+    refused(deep, "nesting deeper than 32")
+    lists = b"\x80\x04" + b"]" * 50 + b"a" * 49 + b"."
+    refused(lists, "nesting deeper than 32")
+
+
+def test_shared_reference_bombs_are_refused() -> None:
+    # billion laughs: each level a list holding the previous one 10 times
+    parts = [b"\x80\x04N\x940"]  # memo 0 = None
+    for i in range(30):
+        parts.append(b"(" + (b"h" + bytes([i])) * 10 + b"t\x940")  # memo i+1
+    parts.append(b"h\x1e.")  # 10**30 leaves when expanded, 330 bytes
+    tracemalloc.start()
+    try:
+        refused(b"".join(parts), "shared-reference bomb")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 10 * 2**20
+
+
+def test_self_reference_is_refused() -> None:
+    refused(b"\x80\x04]\x94h\x00a.", "self-referencing")
+
+
+@pytest.mark.parametrize("cut", [1, 7, 100, len(GOOD) // 2, len(GOOD) - 1])
+def test_truncated_files_are_refused(cut: int) -> None:
+    refused(GOOD[:cut], "truncated|STOP|malformed")
+
+
+def test_trailing_bytes_are_refused() -> None:
+    refused(GOOD + b"junk", "trailing")
+
+
+def test_wrong_record_magic_is_refused() -> None:
+    magic = struct.pack("<I", 0xF993FAC9)
+    assert magic in GOOD
+    refused(GOOD.replace(magic, struct.pack("<I", 0xDEADBEEF), 1), "wrong NDArray record magic 0xdeadbeef")
+    refused(GOOD.replace(magic, struct.pack("<I", 0xF993FACA), 1), "MXNet 2.0")
+
+
+def test_mxnet2_files_are_refused_by_name() -> None:
+    """A real MXNet 2.0.0b1 Trainer file (tools/record_mxnet_states.py --mxnet2)."""
+    real = (REFERENCE / "states" / "mxnet2_trainer_adam.states").read_bytes()
+    refused(real, "MXNet 2.0")
+    refused(glob("mxnet.optimizer.adam", "Adam") + b")\x81.", "mxnet.optimizer.adam.Adam .*MXNet 2.0")
+    refused(glob("mxnet.numpy", "ndarray") + b")R.", "MXNet 2.0")
+
+
+def test_disallowed_opcodes_are_refused() -> None:
+    refused(b"\x80\x04P1\n.", "PERSID")  # persistent id
+    refused(b"\x80\x04\x82\x01.", "EXT1")  # copyreg extension registry
+    refused(b"(" + b"cos\nsystem\n" + b"S'x'\no.", "os.system|OBJ")
+    refused(b"\x80\x04\x8f\x94.", "EMPTY_SET")
+
+
+def test_the_loader_reports_the_same_error(tmp_path) -> None:
+    bad = tmp_path / "bad.states"
+    bad.write_bytes(glob("os", "system") + b"(S'touch pwned'\ntR.")
+    with pytest.raises(MXNetStatesError, match="os.system"):
+        load_states(bad, {"w": jnp.zeros(2)}, optimizer=mx.optimizer.sgd(), order=["w"],
+                    begin_num_update=0)
+    assert sorted(os.listdir(tmp_path)) == ["bad.states"]
