@@ -17,7 +17,7 @@ MXNet writes two kinds, both pickles of ``Updater.get_states``:
   optimizer is rebuilt (``result.optimizer``).
 
 The file is never unpickled: :mod:`mxjax.nd._pickle` decodes it without executing it.
-Float16 ``multi_precision`` layouts (``(state, master)`` for SGD, NAG and LBSGD,
+Float16 ``multi_precision`` layouts (``(state, master)`` for SGD, NAG and LARS,
 ``(master, state)`` for the others) become mxjax's (master copy last). Parameters with
 no state in the file (frozen in MXNet) start fresh and are listed in
 ``result.missing``, as MXNet would create their state on first update.
@@ -51,7 +51,7 @@ from .optimizer._base import OptState
 
 __all__ = ["MXNetStates", "MXNetStatesError", "load_states", "symbol_param_order"]
 
-_MASTER_LAST = {"sgd", "ccsgd", "nag", "lbsgd"}
+_MASTER_LAST = {"sgd", "ccsgd", "nag", "lars"}
 """Optimizers whose float16 multi-precision state is ``(state, master)`` in MXNet."""
 _AUX_INPUTS = {"BatchNorm": (3, 4), "BatchNorm_v1": (3, 4), "_contrib_SyncBatchNorm": (3, 4),
                "SyncBatchNorm": (3, 4), "_contrib_BatchNormWithReLU": (3, 4)}
@@ -132,6 +132,21 @@ def _slots(name: str, state: Any, opt_name: str, master: bool, where: str) -> li
         raise MXNetStatesError(f"{where}: expected a (state, master copy) pair for {name!r}")
     inner, copy = (state[0], state[1]) if opt_name in _MASTER_LAST else (state[1], state[0])
     return _arrays(inner, where) + _arrays(copy, where)
+
+
+def to_mxnet(opt_name: str, slots: tuple, master: bool) -> Any:
+    """mxjax slots of one leaf as MXNet's per-parameter state (inverse of ``_slots``):
+    ``None``, an array, or a tuple; ``(state, master)``/``(master, state)`` under
+    multi-precision."""
+    arrays = [np.asarray(a) for a in slots]
+    copy = arrays.pop() if master else None
+    if opt_name == "dcasgd":  # (momentum or None, previous weight)
+        inner: Any = tuple(arrays) if len(arrays) == 2 else (None, *arrays)
+    else:
+        inner = None if not arrays else arrays[0] if len(arrays) == 1 else tuple(arrays)
+    if not master:
+        return inner
+    return (inner, copy) if opt_name in _MASTER_LAST else (copy, inner)
 
 
 def _fill(

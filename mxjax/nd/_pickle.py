@@ -383,3 +383,35 @@ def loads(data: bytes) -> Any:
         raise MXNetStatesError("empty file")
     value, n_ops = _run(data)
     return _Finisher(budget=4 * n_ops + 64)(value)[0]
+
+
+def _dump(value: Any, out: list[bytes]) -> None:
+    if value is None:
+        out.append(b"N")
+    elif isinstance(value, np.ndarray):
+        from ._save import _record as save_record
+
+        raw = save_record("state", value)
+        out.append(b"cmxnet.ndarray.ndarray\nNDArray\nN\x85R}X\x06\x00\x00\x00handle")
+        out.append(b"cbuiltins\nbytearray\nB" + struct.pack("<I", len(raw)) + raw)
+        out.append(b"\x85Rsb")
+    elif isinstance(value, tuple):
+        out.append(b"(")
+        for v in value:
+            _dump(v, out)
+        out.append(b"t")
+    else:
+        raise TypeError(f"cannot write a state of type {type(value).__name__}")
+
+
+def dumps(states: dict[int, Any]) -> bytes:
+    """MXNet's Module ``.states`` payload (``pickle.dumps({index: state})``, protocol 3)
+    for states made of ``None``, numpy arrays and tuples; MXNet 1.9.1 loads it."""
+    out = [b"\x80\x03}("]
+    for index, value in states.items():
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 2**31:
+            raise TypeError(f"state index must be an int in [0, 2**31), got {index!r}")
+        out.append(b"J" + struct.pack("<i", index))
+        _dump(value, out)
+    out.append(b"u.")
+    return b"".join(out)

@@ -28,6 +28,8 @@ from ._base import one_minus_pow as one_minus_pow
 from ._base import rescale_clip as rescale_clip
 from ._classes import NamedOptimizer as NamedOptimizer
 from ._classes import named
+from ._updater import Updater as Updater
+from ._updater import get_updater as get_updater
 from ._dcasgd import dcasgd as dcasgd
 from ._ftml import ftml as ftml
 from ._ftrl import ftrl as ftrl

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from .._typing import Grads, Params
 from ._base import OptState, _flatten_named
 
-_STEP_ATTRS = ("num_update", "_index_update_count", "_all_index_update_counts")
+_STEP_ATTRS = ("num_update", "_index_update_count", "_all_index_update_counts", "idx2name")
 
 
 def _global_names(opt: Any) -> tuple[str, ...]:
@@ -32,16 +32,21 @@ def _global_names(opt: Any) -> tuple[str, ...]:
 
 
 @contextlib.contextmanager
-def _stepping(opt: Any, count: Any, extra: dict[str, Any] | None, n: int) -> Iterator[None]:
-    """Inside: MXNet's counters at ``count`` for ``n`` leaves and the global states from
+def _stepping(
+    opt: Any, count: Any, extra: dict[str, Any] | None, names: list[str]
+) -> Iterator[None]:
+    """Inside: MXNet's counters at ``count`` for the leaves ``names``, ``idx2name`` (the
+    leaves' names unless ``param_idx2name`` was given) and the global states from
     ``extra``; the attributes are restored on exit."""
     keep = [*_STEP_ATTRS, *_global_names(opt)]
     saved = {k: opt.__dict__[k] for k in keep if k in opt.__dict__}
     try:
-        counts = dict.fromkeys(range(n), count)
+        counts = dict.fromkeys(range(len(names)), count)
         opt.__dict__.update(
             num_update=count, _index_update_count=counts, _all_index_update_counts={0: counts}
         )
+        if not saved.get("idx2name"):
+            opt.idx2name = dict(enumerate(names))
         opt.__dict__.update(extra or {})
         yield
     finally:
@@ -60,7 +65,7 @@ def functional_pair(opt: Any) -> tuple[Callable[..., Any], Callable[..., Any]]:
 
     def init(params: Params) -> OptState:
         names, leaves, _ = _flatten_named(params, "params")
-        with _stepping(opt, opt.begin_num_update, None, len(leaves)):
+        with _stepping(opt, opt.begin_num_update, None, names):
             states = tuple(
                 opt.create_state_multi_precision(i, jnp.asarray(w))
                 for i, w in enumerate(leaves)
@@ -89,7 +94,7 @@ def functional_pair(opt: Any) -> tuple[Callable[..., Any], Callable[..., Any]]:
                 f"these {len(leaves)} parameters"
             )
         new_w, new_s = [], []
-        with _stepping(opt, state.count, state.extra, len(leaves)):
+        with _stepping(opt, state.count, state.extra, names):
             for i, (name, w, g, s) in enumerate(zip(names, leaves, g_leaves, state.slots)):
                 w2, s2 = opt.update_multi_precision(i, w, g, s)
                 w2 = jnp.asarray(w2)
