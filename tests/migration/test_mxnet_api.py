@@ -103,11 +103,14 @@ def ported():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     yield mod
-    for n in ("ported_adamax", "ported_dcasgd"):
+    for n in ("ported_adamax", "ported_dcasgd", "ported_nadam"):
         mx.optimizer.registry._entries.pop(n)
 
 
-@pytest.mark.parametrize("port,name", [("ported_adamax", "adamax"), ("ported_dcasgd", "dcasgd")])
+@pytest.mark.parametrize(
+    "port,name",
+    [("ported_adamax", "adamax"), ("ported_dcasgd", "dcasgd"), ("ported_nadam", "nadam")],
+)
 def test_ports_match_mxnet_and_builtins(ported, port: str, name: str) -> None:
     cid = richest_case(name)
     kw = optimizer_cases(name)[cid]["jax_kwargs"]
@@ -224,3 +227,25 @@ def test_nadam_in_module_order_only_with_order() -> None:
     want = arrays["w1/fc1_bias"]
     np.testing.assert_allclose(p1["fc1_bias"], want, **tolerance("float32"))
     assert np.max(np.abs(np.asarray(p2["fc1_bias"]) - want)) > 100 * 2e-6
+
+
+def test_readme_porting_example_is_adamax() -> None:
+    import re
+
+    block = next(
+        b for b in re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+        if "class MyAdamax" in b
+    )
+    ns: dict = {}
+    exec(block, ns)  # noqa: S102 - our own README
+    try:
+        opt, builtin = ns["opt"], mx.optimizer.Adamax(learning_rate=0.1, wd=1e-4)
+        p = {"fc_weight": jnp.array([1.0, -2.0, 0.5])}
+        g = {"fc_weight": jnp.array([0.3, -1.0, 2.0])}
+        s1, s2, p1, p2 = opt.init(p), builtin.init(p), p, p
+        for _ in range(3):
+            p1, s1 = opt.update(g, s1, p1)
+            p2, s2 = builtin.update(g, s2, p2)
+        np.testing.assert_allclose(p1["fc_weight"], p2["fc_weight"], rtol=1e-6)
+    finally:
+        mx.optimizer.registry._entries.pop("myadamax")
