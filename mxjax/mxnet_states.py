@@ -239,8 +239,11 @@ def load_states(
         ``fc1_weight``; see :func:`mxjax.optimizer.leaf_names`).
       optimizer: the mxjax optimizer (required for Module files; for Trainer files it
         replaces the one rebuilt from the file).
-      order: the parameter names in MXNet's index order. Default: from ``symbol`` for
-        Module files, sorted names for Trainer files (``Trainer(net.collect_params())``).
+      order: the parameter names in MXNet's index order, frozen ones included (it may
+        name parameters that ``params`` leaves out, if the file has no state for them).
+        Default: from ``symbol`` for Module files, the sorted names of ``params`` for
+        Trainer files (``Trainer(net.collect_params())``): pass it when ``params`` leaves
+        a parameter of the Trainer out.
       symbol: a Module's ``prefix-symbol.json`` (with ``data_names``/``label_names``).
       begin_num_update: MXNet's ``num_update`` (required for Module files, which do not
         store it; for Trainer files it overrides the stored one).
@@ -274,9 +277,11 @@ def load_states(
             raise TypeError("Module files need symbol= (prefix-symbol.json) or order=")
         order = sorted(names)
     order = list(order)
-    unknown = sorted(set(order) - set(names))
-    if unknown:
-        raise ValueError(f"order names {unknown} are not leaves of params ({names})")
+    if len(set(order)) != len(order) or not all(isinstance(n, str) for n in order):
+        raise ValueError(f"order must name each parameter once, got {order}")
+    absent = sorted(set(names) - set(order))
+    if absent:
+        raise ValueError(f"parameters {absent} are not in order ({order})")
     if not isinstance(num_device, int) or num_device < 1:
         raise ValueError(f"num_device must be a positive int, got {num_device!r}")
 
@@ -295,7 +300,10 @@ def load_states(
         else:
             raise MXNetStatesError(f"state key {key!r} is neither an index nor a name")
         if pname not in names:
-            raise MXNetStatesError(f"the file has a state for {pname!r}, not in params")
+            raise MXNetStatesError(
+                f"the file has a state for {pname!r}, which is not in params (a frozen "
+                "parameter's state is absent, a trained one's must be loaded)"
+            )
         by_name[pname] = st
 
     if kind == "trainer":

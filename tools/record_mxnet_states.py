@@ -17,7 +17,9 @@ The Module's symbol declares ``fc2`` before ``fc1``, so its index order
 Output in ``tests/reference/states/``: ``<case>.states`` (and ``<case>-symbol.json``
 for Module cases), ``<case>.npz`` (``w0/<name>``: the weights at the save,
 ``g<k>/<name>``, ``w<k>/<name>``: gradient and weights of continued step ``k``), and
-``cases.json`` (kind, optimizer, arguments, ``begin_num_update``, dtype).
+``cases.json`` (kind, optimizer, arguments, ``begin_num_update``, dtype). In the
+``*_frozen`` cases ``fc2_bias`` is frozen (``fixed_param_names`` / ``grad_req='null'``):
+it has no state in the file, no gradient and keeps its value.
 With ``--mxnet2`` it writes one MXNet 2.0 Trainer file, ``mxnet2_trainer_adam.states``
 (mxjax refuses those by name).
 """
@@ -59,6 +61,8 @@ CASES = [
     ("trainer_dcasgd", "trainer", "dcasgd", {"learning_rate": 0.05}, None, "float32"),
     ("trainer_sgd_factor", "trainer", "sgd", {"momentum": 0.9},
      ("FactorScheduler", {"step": 2, "factor": 0.5, "base_lr": 0.2}), "float32"),
+    ("module_adam_frozen", "module", "adam", {"learning_rate": 0.05}, None, "float32"),
+    ("trainer_adam_frozen", "trainer", "adam", {"learning_rate": 0.05}, None, "float32"),
     ("trainer_sgd_fp16", "trainer", "sgd", {"learning_rate": 0.1, "momentum": 0.9, "multi_precision": True}, None, "float16"),
     ("trainer_adam_fp16", "trainer", "adam", {"learning_rate": 0.05, "multi_precision": True}, None, "float16"),
 ]
@@ -86,8 +90,10 @@ def optimizer_params(mx, kwargs, sched):
 def module_case(mx, case, opt, kwargs, sched, data):
     prefix = os.path.join(OUT, case)
 
+    fixed = ["fc2_bias"] if case.endswith("_frozen") else None
+
     def make():
-        mod = mx.mod.Module(symbol(mx), context=mx.cpu())
+        mod = mx.mod.Module(symbol(mx), context=mx.cpu(), fixed_param_names=fixed)
         mod.bind(data_shapes=[("data", (4, 5))], label_shapes=[("softmax_label", (4, 2))])
         return mod
 
@@ -114,7 +120,8 @@ def module_case(mx, case, opt, kwargs, sched, data):
     for k, (x, y) in enumerate(data[WARM:], 1):
         mod.forward_backward(mx.io.DataBatch([mx.nd.array(x)], [mx.nd.array(y)]))
         for n, g in zip(names, mod._exec_group.grad_arrays):
-            rec[f"g{k}/{n}"] = g[0].asnumpy()
+            if g[0] is not None:
+                rec[f"g{k}/{n}"] = g[0].asnumpy()
         mod.update()
         for n, v in mod.get_params()[0].items():
             rec[f"w{k}/{n}"] = v.asnumpy()
@@ -133,6 +140,8 @@ def trainer_case(mx, case, opt, kwargs, sched, dtype, data):
             net.add(gluon.nn.Dense(2, in_units=3, prefix="fc1_"))
         net.initialize(mx.init.Uniform(0.5))
         net.cast(dtype)
+        if case.endswith("_frozen"):  # a frozen parameter: no state in the file
+            net.collect_params()["fc2_bias"].grad_req = "null"
         return net
 
     def step(net, trainer, x, y, rec=None, k=0):
@@ -147,7 +156,8 @@ def trainer_case(mx, case, opt, kwargs, sched, dtype, data):
             loss.backward()
         if rec is not None:
             for n, p in net.collect_params().items():
-                rec[f"g{k}/{n}"] = p.grad().asnumpy()
+                if p.grad_req != "null":
+                    rec[f"g{k}/{n}"] = p.grad().asnumpy()
         trainer.step(4)
 
     net = make()

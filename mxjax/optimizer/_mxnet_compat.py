@@ -4,25 +4,9 @@ MXNet's documented way to write an optimizer is a subclass of ``Optimizer`` with
 methods, ``create_state(index, weight)`` and ``update(index, weight, grad, state)``, and
 ``@mx.optimizer.Optimizer.register`` above it. mxjax keeps that path, made functional:
 ``update`` *returns* ``(new_weight, new_state)`` where MXNet writes in place, and its
-body uses ``jnp`` where MXNet uses NDArray operations::
-
-    @mx.optimizer.Optimizer.register
-    class MySGD(mx.optimizer.Optimizer):
-        def __init__(self, momentum=0.0, **kwargs):
-            super().__init__(**kwargs)
-            self.momentum = momentum
-
-        def create_state(self, index, weight):
-            return jnp.zeros_like(weight)
-
-        def update(self, index, weight, grad, state):
-            self._update_count(index)
-            lr, wd = self._get_lr(index), self._get_wd(index)
-            grad = grad * self.rescale_grad
-            if self.clip_gradient is not None:
-                grad = jnp.clip(grad, -self.clip_gradient, self.clip_gradient)
-            mom = self.momentum * state - lr * (grad + wd * weight)
-            return weight + mom, mom
+body uses ``jnp`` where MXNet uses NDArray operations (the README's "Porting your MXNet
+optimizer" and ``examples/mxnet_ported_optimizers.py``, MXNet's Adamax, Nadam and DCASGD
+ported line for line, show it).
 
 A class that defines ``create_state`` or ``update`` (with MXNet's signature) is an
 *MXNet-style* subclass: its constructor takes MXNet's base arguments

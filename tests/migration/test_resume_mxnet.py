@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import mxjax as mx
-from mxjax.mxnet_states import load_states, symbol_param_order
+from mxjax.mxnet_states import MXNetStatesError, load_states, symbol_param_order
 from tests.helpers import REFERENCE
 from tests.optimizer.test_parity_mxnet import tolerance
 
@@ -49,10 +49,16 @@ def name_of(case: dict) -> str:
     return next(k for k, v in cases().items() if v is case)
 
 
-def resume(name: str):
+FROZEN = "fc2_bias"  # in the *_frozen cases: no state, no gradient
+
+
+def resume(name: str, frozen_in_tree: bool = False):
+    """Load a case; the frozen parameter of ``*_frozen`` cases is left out of the tree
+    (the way to keep it frozen) unless ``frozen_in_tree``."""
     case = cases()[name]
     arrays = np.load(STATES / f"{name}.npz")
-    params = {n: jnp.asarray(arrays[f"w0/{n}"]) for n in case["order"]}
+    keep = [n for n in case["order"] if frozen_in_tree or f"g1/{n}" in arrays]
+    params = {n: jnp.asarray(arrays[f"w0/{n}"]) for n in keep}
     if case["kind"] == "module":
         r = load_states(
             STATES / f"{name}.states",
@@ -62,7 +68,8 @@ def resume(name: str):
             begin_num_update=case["begin_num_update"],
         )
     else:
-        r = load_states(STATES / f"{name}.states", params)
+        # Trainer's order is all its parameters sorted, the frozen one included
+        r = load_states(STATES / f"{name}.states", params, order=case["order"])
     return case, arrays, params, r
 
 
@@ -83,3 +90,36 @@ def test_continues_as_mxnet(name: str) -> None:
                 err_msg=f"{name}: {n!r} after continued step {k}",
                 **tolerance(case["dtype"]),
             )
+
+
+@pytest.mark.parametrize("name", ["module_adam_frozen", "trainer_adam_frozen"])
+def test_frozen_parameters_have_no_state(name: str) -> None:
+    case, arrays, params, r = resume(name, frozen_in_tree=True)
+    assert r.missing == (FROZEN,)
+    fresh = r.optimizer.init(params).slots[FROZEN]
+    for a, b in zip(r.state.slots[FROZEN], fresh):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(arrays[f"w{case['steps']}/{FROZEN}"], arrays[f"w0/{FROZEN}"])
+
+
+def test_bad_arguments_are_named() -> None:
+    case = cases()["module_adam"]
+    arrays = np.load(STATES / "module_adam.npz")
+    params = {n: jnp.asarray(arrays[f"w0/{n}"]) for n in case["order"]}
+    path, sym = STATES / "module_adam.states", STATES / "module_adam-symbol.json"
+    opt = module_optimizer(case)
+    with pytest.raises(TypeError, match="begin_num_update"):
+        load_states(path, params, optimizer=opt, symbol=sym)
+    with pytest.raises(TypeError, match="pass optimizer="):
+        load_states(path, params, symbol=sym, begin_num_update=3)
+    with pytest.raises(TypeError, match="symbol="):
+        load_states(path, params, optimizer=opt, begin_num_update=3)
+    with pytest.raises(ValueError, match=r"parameters \['fc1_bias'\] are not in order"):
+        load_states(path, params, optimizer=opt, order=["fc2_weight", "fc2_bias", "fc1_weight"],
+                    begin_num_update=3)
+    # a wrong order (sorted instead of the symbol's) is caught by the shapes, by name
+    with pytest.raises(MXNetStatesError, match="the state of 'fc1_bias' holds"):
+        load_states(path, params, optimizer=opt, order=sorted(params), begin_num_update=3)
+    with pytest.raises(MXNetStatesError, match="this optimizer keeps"):
+        load_states(path, params, optimizer=mx.optimizer.SGD(momentum=0.9), symbol=sym,
+                    begin_num_update=3)
