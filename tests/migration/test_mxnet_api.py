@@ -249,3 +249,21 @@ def test_readme_porting_example_is_adamax() -> None:
         np.testing.assert_allclose(p1["fc_weight"], p2["fc_weight"], rtol=1e-6)
     finally:
         mx.optimizer.registry._entries.pop("myadamax")
+
+
+def test_port_multi_precision_keeps_mxnet_layout(ported) -> None:
+    """float16 under multi_precision: MXNet's base layout (master, state), the update on
+    the float32 master, equal to the built-in Adamax's."""
+    kw = dict(learning_rate=0.1, multi_precision=True)
+    opt, builtin = ported.Ported_Adamax(**kw), mx.optimizer.Adamax(**kw)
+    p = {"a": jnp.linspace(-1, 1, 5).astype(jnp.float16)}
+    g = {"a": (jnp.linspace(-1, 1, 5) * 0.3 + 0.1).astype(jnp.float16)}
+    s1, s2, p1, p2 = opt.init(p), builtin.init(p), p, p
+    (master, (mean, var)), = s1.slots
+    assert master.dtype == mean.dtype == jnp.float32
+    for _ in range(3):
+        p1, s1 = jax.jit(opt.update)(g, s1, p1)
+        p2, s2 = builtin.update(g, s2, p2)
+    assert p1["a"].dtype == jnp.float16
+    np.testing.assert_array_equal(p1["a"], p2["a"])
+    np.testing.assert_allclose(s1.slots[0][0], s2.slots["a"][-1], rtol=1e-6)
