@@ -183,7 +183,7 @@ def _schedule(rec: Record | None) -> tuple[Any, dict[str, Any] | None]:
             s = _sched.CosineScheduler(a["max_update"], a["base_lr_orig"], a["final_lr"], **warm)
         else:
             raise MXNetStatesError(f"scheduler {rec.name} cannot be continued")
-    except (KeyError, TypeError, ZeroDivisionError) as e:
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, OverflowError) as e:
         raise MXNetStatesError(f"malformed {rec.name} in the file: {e!r}") from None
     return s, {"class": rec.name, **a}
 
@@ -208,8 +208,11 @@ def _rebuild(rec: Record, order: list[str], num_update: int) -> tuple[_opt.Optim
         if a.get(k) is not None:
             kw[k] = a[k]
     for k in ("lr_mult", "wd_mult"):
+        table = a.get(k, {})
+        if not isinstance(table, dict):
+            raise MXNetStatesError(f"{k} in the file is not a dict")
         mult = {order[i] if isinstance(i, int) and i < len(order) else i: v
-                for i, v in dict(a.get(k) or {}).items()}
+                for i, v in table.items()}
         if mult:
             kw[k] = mult
     kw["begin_num_update"] = num_update
@@ -308,7 +311,11 @@ def load_states(
 
     if kind == "trainer":
         a = rec.attrs
-        counts_by_idx = a.get("_index_update_count") or {}
+        counts_by_idx = a.get("_index_update_count", {})
+        if not isinstance(counts_by_idx, dict) or not all(
+            isinstance(c, int) for c in counts_by_idx.values()
+        ):
+            raise MXNetStatesError("_index_update_count in the file is not {index: int}")
         num_update = a.get("num_update") if begin_num_update is None else begin_num_update
         if not isinstance(num_update, int):
             raise MXNetStatesError(f"num_update {num_update!r} in the file is not an int")
