@@ -16,6 +16,12 @@ MXNet writes two kinds, both pickles of ``Updater.get_states``:
   hyperparameters, update counts and scheduler position are read back and the mxjax
   optimizer is rebuilt (``result.optimizer``).
 
+Gluon's Trainer gives the optimizer no parameter names: MXNet's LARS then exempts no
+bias from its trust ratio (it names index ``i`` ``str(i)``, [Q2]), while mxjax exempts
+``*_bias``/``*_beta``/``*_gamma`` by leaf name; key the tree by index strings
+(``order=["0", "1", ...]``) to continue such a run exactly. LBSGD Trainer files (its
+accumulation state lives on the optimizer) are refused.
+
 The file is never unpickled: :mod:`mxjax.nd._pickle` decodes it without executing it.
 Float16 ``multi_precision`` layouts (``(state, master)`` for SGD, NAG and LARS,
 ``(master, state)`` for the others) become mxjax's (master copy last). Parameters with
@@ -53,6 +59,8 @@ __all__ = ["MXNetStates", "MXNetStatesError", "load_states", "symbol_param_order
 
 _MASTER_LAST = {"sgd", "ccsgd", "nag", "lars"}
 """Optimizers whose float16 multi-precision state is ``(state, master)`` in MXNet."""
+_RENAMED = {"float_stable_eps": "eps"}
+"""MXNet attributes stored under another name than their constructor argument."""
 _AUX_INPUTS = {"BatchNorm": (3, 4), "BatchNorm_v1": (3, 4), "_contrib_SyncBatchNorm": (3, 4),
                "SyncBatchNorm": (3, 4), "_contrib_BatchNormWithReLU": (3, 4)}
 
@@ -194,8 +202,14 @@ def _rebuild(rec: Record, order: list[str], num_update: int) -> tuple[_opt.Optim
     name = rec.name.lower()
     if name not in _opt.registry or name in ("optimizer", "test"):
         raise MXNetStatesError(f"optimizer class {rec.name} has no mxjax counterpart")
+    if name == "lbsgd":
+        raise MXNetStatesError(
+            "LBSGD keeps its accumulated gradients and warmup state on the optimizer "
+            "object; Trainer files of LBSGD are not supported"
+        )
     factory = _opt.registry.get(name)
     own = set(inspect.signature(factory).parameters) - {"learning_rate", "common"}
+    a = {_RENAMED.get(k, k): v for k, v in a.items()}
     kw: dict[str, Any] = {k: a[k] for k in own if k in a}
     sched_rec = a.get("lr_scheduler")
     if sched_rec is not None and not isinstance(sched_rec, Record):
@@ -361,6 +375,9 @@ def load_states(
         arrays = _slots(pname, by_name[pname], optimizer.name, master, "states file")
         new_slots.append(_fill(tslots, arrays, pname, "states file"))
     extra = template.extra
+    cur_lr = rec.attrs.get("cur_lr") if rec is not None else None
+    if optimizer.name == "lars" and extra is not None and isinstance(cur_lr, float):
+        extra = (jnp.asarray(cur_lr, jnp.float32), jnp.asarray(True))  # MXNet's cur_lr
     m = rec.attrs.get("m_schedule") if rec is not None else None
     if optimizer.name == "nadam" and m is not None:  # Module files: restarts at 1, as MXNet
         if not isinstance(m, float) or not math.isfinite(m):

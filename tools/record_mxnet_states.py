@@ -65,6 +65,16 @@ CASES = [
     ("trainer_adam_frozen", "trainer", "adam", {"learning_rate": 0.05}, None, "float32"),
     ("trainer_sgd_fp16", "trainer", "sgd", {"learning_rate": 0.1, "momentum": 0.9, "multi_precision": True}, None, "float16"),
     ("trainer_adam_fp16", "trainer", "adam", {"learning_rate": 0.05, "multi_precision": True}, None, "float16"),
+    ("trainer_adagrad_eps", "trainer", "adagrad", {"learning_rate": 0.1, "eps": 0.01}, None, "float32"),
+    ("trainer_lars", "trainer", "lars", {"learning_rate": 0.1, "momentum": 0.9}, None, "float32"),
+    ("trainer_nag", "trainer", "nag", {"learning_rate": 0.1, "momentum": 0.9}, None, "float32"),
+    ("trainer_ftml", "trainer", "ftml", {"learning_rate": 0.05}, None, "float32"),
+    ("trainer_sgd_multifactor", "trainer", "sgd", {"momentum": 0.5},
+     ("MultiFactorScheduler", {"step": [2, 4, 6], "factor": 0.5, "base_lr": 0.2}), "float32"),
+    ("trainer_adam_poly", "trainer", "adam", {"learning_rate": None},
+     ("PolyScheduler", {"max_update": 12, "base_lr": 0.05, "pwr": 2, "warmup_steps": 2}), "float32"),
+    ("trainer_adam_cosine", "trainer", "adam", {"learning_rate": None},
+     ("CosineScheduler", {"max_update": 12, "base_lr": 0.05, "final_lr": 0.001}), "float32"),
 ]
 
 
@@ -81,7 +91,7 @@ def symbol(mx):
 
 
 def optimizer_params(mx, kwargs, sched):
-    kw = dict(kwargs)
+    kw = {k: v for k, v in kwargs.items() if v is not None}  # None: the scheduler's lr
     if sched:
         kw["lr_scheduler"] = getattr(mx.lr_scheduler, sched[0])(**sched[1])
     return kw
