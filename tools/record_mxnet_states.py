@@ -21,7 +21,8 @@ for Module cases), ``<case>.npz`` (``w0/<name>``: the weights at the save,
 ``*_frozen`` cases ``fc2_bias`` is frozen (``fixed_param_names`` / ``grad_req='null'``):
 it has no state in the file, no gradient and keeps its value.
 With ``--mxnet2`` it writes one MXNet 2.0 Trainer file, ``mxnet2_trainer_adam.states``
-(mxjax refuses those by name).
+(mxjax refuses those by name). With ``--from-mxjax`` MXNet loads the file mxjax wrote
+(``tests/migration/written.py``) and continues it: ``mxjax_written_mxnet.npz``.
 """
 
 from __future__ import annotations
@@ -203,11 +204,33 @@ def mxnet2_file(mx) -> None:
     trainer.save_states(os.path.join(OUT, "mxnet2_trainer_adam.states"))
 
 
+def from_mxjax(mx) -> None:
+    """MXNet loads mxjax's ``mxjax_written.states`` (tests/migration/written.py) into its
+    Updater and continues; the weights are saved to ``mxjax_written_mxnet.npz``."""
+    data = np.load(os.path.join(OUT, "mxjax_written_inputs.npz"))
+    warm, cont, n = 3, 5, 2
+    opt = mx.optimizer.create("adam", learning_rate=0.05, multi_precision=True,
+                              begin_num_update=warm)
+    updater = mx.optimizer.get_updater(opt)
+    with open(os.path.join(OUT, "mxjax_written.states"), "rb") as f:
+        updater.set_states(f.read())
+    w = [mx.nd.array(data[f"w{warm}/{i}"], dtype=data[f"w{warm}/{i}"].dtype) for i in range(n)]
+    rec = {}
+    for k in range(1, cont + 1):
+        for i in range(n):
+            g = data[f"g{warm + k}/{i}"]
+            updater(i, mx.nd.array(g, dtype=g.dtype), w[i])
+            rec[f"w{k}/{i}"] = w[i].asnumpy()
+    np.savez(os.path.join(OUT, "mxjax_written_mxnet.npz"), **rec)
+
+
 def main() -> None:
     import mxnet as mx
 
     if "--mxnet2" in sys.argv:
         return mxnet2_file(mx)
+    if "--from-mxjax" in sys.argv:
+        return from_mxjax(mx)
 
     os.makedirs(OUT, exist_ok=True)
     meta = {}

@@ -267,3 +267,32 @@ def test_port_multi_precision_keeps_mxnet_layout(ported) -> None:
     assert p1["a"].dtype == jnp.float16
     np.testing.assert_array_equal(p1["a"], p2["a"])
     np.testing.assert_allclose(s1.slots[0][0], s2.slots["a"][-1], rtol=1e-6)
+
+
+def test_mxnet_continues_the_states_mxjax_writes() -> None:
+    """get_states() bytes (tests/migration/written.py, float16 multi-precision and
+    float32 Adam) were loaded by MXNet 1.9.1's Updater and continued 5 steps
+    (tools/record_mxnet_states.py --from-mxjax); mxjax continuing its own file follows
+    the same weights. mxjax still writes that file (to float32 round-off: XLA's flags
+    differ between the test run and the script)."""
+    from mxjax.nd._pickle import loads
+    from tests.migration import written
+
+    raw = (STATES / "mxjax_written.states").read_bytes()
+    fresh, _ = written.written()
+    for a, b in zip(jax.tree.leaves(loads(fresh)), jax.tree.leaves(loads(raw)), strict=True):
+        assert a.dtype == b.dtype
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    data = np.load(STATES / "mxjax_written_inputs.npz")
+    weights = {i: data[f"w{written.WARM}/{i}"] for i in range(len(written.SHAPES))}
+    want = np.load(STATES / "mxjax_written_mxnet.npz")
+    u = mx.optimizer.get_updater(mx.optimizer.Adam(**written.KWARGS, begin_num_update=3))
+    u.set_states(raw)
+    w = {i: jnp.asarray(v) for i, v in weights.items()}
+    for k in range(1, written.CONT + 1):
+        for i in w:
+            w[i] = u(i, jnp.asarray(data[f"g{written.WARM + k}/{i}"]), w[i])
+            np.testing.assert_allclose(
+                np.asarray(w[i], np.float64), want[f"w{k}/{i}"].astype(np.float64),
+                err_msg=f"parameter {i} after step {k}", **tolerance(written.DTYPES[i]),
+            )
