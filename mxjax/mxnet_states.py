@@ -6,6 +6,8 @@ MXNet writes two kinds, both pickles of ``Updater.get_states``:
   ``save_optimizer_states``): a dict ``{index: state}``. The index is the parameter's
   position among the symbol's arguments (inputs excluded), so give the symbol file
   (``symbol="prefix-symbol.json"``) or the names in that order (``order=[...]``).
+  With several devices Module updates on its kvstore, which keys the states by
+  parameter *name* (no order needed).
   **The file holds no update count**: pass ``begin_num_update`` (the number of updates
   MXNet made, e.g. ``epochs * batches_per_epoch``), and the optimizer (``optimizer=``,
   built as MXNet's was). Nadam's ``m_schedule`` is not in these files either: MXNet

@@ -76,6 +76,8 @@ CASES = [
      ("PolyScheduler", {"max_update": 12, "base_lr": 0.05, "pwr": 2, "warmup_steps": 2}), "float32"),
     ("trainer_adam_cosine", "trainer", "adam", {"learning_rate": None},
      ("CosineScheduler", {"max_update": 12, "base_lr": 0.05, "final_lr": 0.001}), "float32"),
+    # two devices: Module updates on its kvstore, whose states are keyed by *name*
+    ("module_adam_2dev", "module", "adam", {"learning_rate": 0.05}, None, "float32"),
 ]
 
 
@@ -103,8 +105,10 @@ def module_case(mx, case, opt, kwargs, sched, data):
 
     fixed = ["fc2_bias"] if case.endswith("_frozen") else None
 
+    ctx = [mx.cpu(0), mx.cpu(1)] if case.endswith("_2dev") else mx.cpu()
+
     def make():
-        mod = mx.mod.Module(symbol(mx), context=mx.cpu(), fixed_param_names=fixed)
+        mod = mx.mod.Module(symbol(mx), context=ctx, fixed_param_names=fixed)
         mod.bind(data_shapes=[("data", (4, 5))], label_shapes=[("softmax_label", (4, 2))])
         return mod
 
@@ -131,8 +135,8 @@ def module_case(mx, case, opt, kwargs, sched, data):
     for k, (x, y) in enumerate(data[WARM:], 1):
         mod.forward_backward(mx.io.DataBatch([mx.nd.array(x)], [mx.nd.array(y)]))
         for n, g in zip(names, mod._exec_group.grad_arrays):
-            if g[0] is not None:
-                rec[f"g{k}/{n}"] = g[0].asnumpy()
+            if g[0] is not None:  # the devices' gradients are summed by the kvstore
+                rec[f"g{k}/{n}"] = sum(x.asnumpy() for x in g)
         mod.update()
         for n, v in mod.get_params()[0].items():
             rec[f"w{k}/{n}"] = v.asnumpy()
