@@ -24,6 +24,10 @@ bias from its trust ratio (it names index ``i`` ``str(i)``, [Q2]), while mxjax e
 (``order=["0", "1", ...]``) to continue such a run exactly. LBSGD Trainer files (its
 accumulation state lives on the optimizer) are refused.
 
+MXNet 2.0.0's Trainer files of its optimizers that mxjax implements with 2.0's semantics
+(``AdamW``, ``AdaBelief``, ``LANS``; arrays in the V3 record format) are read too; other
+MXNet 2.0 files are refused by name.
+
 The file is never unpickled: :mod:`mxjax.nd._pickle` decodes it without executing it.
 Float16 ``multi_precision`` layouts (``(state, master)`` for SGD, NAG and LARS,
 ``(master, state)`` for the others) become mxjax's (master copy last). Parameters with
@@ -54,7 +58,7 @@ from . import lr_scheduler as _sched
 from . import optimizer as _opt
 from ._names import leaf_names
 from ._typing import Params
-from .nd._pickle import MXNetStatesError, Record, loads
+from .nd._pickle import MXNET2_CLASSES, MXNetStatesError, Record, decode
 from .optimizer._base import OptState
 
 __all__ = ["MXNetStates", "MXNetStatesError", "load_states", "symbol_param_order"]
@@ -212,6 +216,9 @@ def _rebuild(rec: Record, order: list[str], num_update: int) -> tuple[_opt.Optim
     factory = _opt.registry.get(name)
     own = set(inspect.signature(factory).parameters) - {"learning_rate", "common"}
     a = {_RENAMED.get(k, k): v for k, v in a.items()}
+    rescale = a.get("rescale_grad")
+    if isinstance(rescale, np.ndarray) and rescale.size == 1:  # MXNet 2.0's fused step
+        a["rescale_grad"] = float(rescale.reshape(()))
     kw: dict[str, Any] = {k: a[k] for k in own if k in a}
     sched_rec = a.get("lr_scheduler")
     if sched_rec is not None and not isinstance(sched_rec, Record):
@@ -279,7 +286,7 @@ def load_states(
     else:
         with open(source, "rb") as f:
             data = f.read()
-    obj = loads(data)
+    obj, mxnet2 = decode(data)
     names = leaf_names(params)
     if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[1], Record):
         kind, states, rec = "trainer", obj[0], obj[1]
@@ -287,6 +294,11 @@ def load_states(
         kind, states, rec = "module", obj, None
     else:
         raise MXNetStatesError("neither a Module (dict) nor a Trainer ((states, optimizer)) file")
+    if mxnet2 and (rec is None or (rec.module, rec.name) not in MXNET2_CLASSES):
+        raise MXNetStatesError(
+            "an MXNet 2.0 .states file (V3 arrays) without an AdamW, AdaBelief or LANS "
+            "optimizer: only those MXNet 2.0 Trainer files are supported"
+        )
     if not isinstance(states, dict):
         raise MXNetStatesError("the states are not a dict by index")
     if order is None and symbol is not None:

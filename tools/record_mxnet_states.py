@@ -195,6 +195,53 @@ def trainer_case(mx, case, opt, kwargs, sched, dtype, data):
     return rec, sorted(net.collect_params().keys())
 
 
+MXNET2_CASES = [
+    ("mxnet2_trainer_adamw", "adamw", {"learning_rate": 0.05, "wd": 0.01}),
+    ("mxnet2_trainer_adabelief", "adabelief", {"learning_rate": 0.05}),
+    ("mxnet2_trainer_lans", "lans", {"learning_rate": 0.05}),
+]
+
+
+def mxnet2_trainer(mx, case, opt, kwargs, data) -> tuple[dict, list[str]]:
+    """trainer_case for MXNet 2.0's Gluon (parameters named ``0.weight``, ...)."""
+    from mxnet import autograd, gluon
+
+    fname = os.path.join(OUT, case + ".states")
+
+    def make():
+        net = gluon.nn.HybridSequential()
+        net.add(gluon.nn.Dense(3, in_units=5, activation="tanh"), gluon.nn.Dense(2, in_units=3))
+        net.initialize(mx.init.Uniform(0.5))
+        return net
+
+    def step(net, trainer, x, y, rec=None, k=0):
+        with autograd.record():
+            loss = ((net(mx.np.array(x)) - mx.np.array(y)) ** 2).sum()
+        loss.backward()
+        if rec is not None:
+            for n, p in net.collect_params().items():
+                rec[f"g{k}/{n}"] = p.grad().asnumpy()
+        trainer.step(4)
+
+    net = make()
+    trainer = gluon.Trainer(net.collect_params(), opt, dict(kwargs))
+    for x, y in data[:WARM]:
+        step(net, trainer, x, y)
+    trainer.save_states(fname)
+    saved = {n: p.data().copy() for n, p in net.collect_params().items()}
+    rec = {f"w0/{n}": v.asnumpy() for n, v in saved.items()}
+    net = make()
+    for n, p in net.collect_params().items():
+        p.set_data(saved[n])
+    trainer = gluon.Trainer(net.collect_params(), opt, dict(kwargs))
+    trainer.load_states(fname)
+    for k, (x, y) in enumerate(data[WARM:], 1):
+        step(net, trainer, x, y, rec, k)
+        for n, p in net.collect_params().items():
+            rec[f"w{k}/{n}"] = p.data().asnumpy()
+    return rec, sorted(net.collect_params().keys())
+
+
 def mxnet2_file(mx) -> None:
     from mxnet import autograd, gluon
 
@@ -206,6 +253,17 @@ def mxnet2_file(mx) -> None:
     loss.backward()
     trainer.step(1)
     trainer.save_states(os.path.join(OUT, "mxnet2_trainer_adam.states"))
+    meta = {}
+    for i, (case, opt, kwargs) in enumerate(MXNET2_CASES):
+        mx.random.seed(200 + i)
+        rec, order = mxnet2_trainer(mx, case, opt, kwargs, batches(200 + i, WARM + CONT))
+        np.savez_compressed(os.path.join(OUT, case + ".npz"), **rec)
+        meta[case] = dict(
+            kind="trainer", optimizer=opt, kwargs=kwargs, scheduler=None, dtype="float32",
+            begin_num_update=WARM, steps=CONT, order=order, mxnet=mx.__version__,
+        )
+    with open(os.path.join(OUT, "cases_mxnet2.json"), "w") as f:
+        json.dump(meta, f, indent=1, sort_keys=True)
 
 
 def from_mxjax(mx) -> None:

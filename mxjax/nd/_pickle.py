@@ -78,6 +78,7 @@ class NDArrayStandIn:
     """MXNet's ``NDArray``: its ``handle`` is one ``.params`` record."""
 
     value: np.ndarray | None = None
+    v3: bool = False  # MXNet 2.0's record format
 
     def build(self, state: Any) -> None:
         if not isinstance(state, PDict) or self.value is not None:
@@ -86,12 +87,10 @@ class NDArrayStandIn:
         if not isinstance(handle, bytes):
             raise MXNetStatesError("an NDArray's state must be {'handle': bytes}")
         magic = struct.unpack("<I", handle[:4])[0] if len(handle) >= 4 else None
-        if magic == V3_MAGIC:
-            raise MXNetStatesError(
-                "an NDArray record in MXNet 2.0's V3 format (0xF993FACA): MXNet 2.0 "
-                ".states files are not supported"
-            )
-        if magic not in (V1_MAGIC, V2_MAGIC):
+        if magic == V3_MAGIC:  # MXNet 2.0: V2's layout, numpy shape semantics
+            self.v3 = True
+            handle = struct.pack("<I", V2_MAGIC) + handle[4:]
+        elif magic not in (V1_MAGIC, V2_MAGIC):
             shown = "none" if magic is None else f"{magic:#x}"
             raise MXNetStatesError(
                 f"wrong NDArray record magic {shown} (expected {V2_MAGIC:#x})"
@@ -114,6 +113,11 @@ OPTIMIZER_CLASSES = frozenset(
 SCHEDULER_CLASSES = frozenset(
     "LRScheduler FactorScheduler MultiFactorScheduler PolyScheduler CosineScheduler".split()
 )
+MXNET2_CLASSES = frozenset(
+    {("mxnet.optimizer.adamW", "AdamW"), ("mxnet.optimizer.adabelief", "AdaBelief"),
+     ("mxnet.optimizer.lans", "LANS")}
+)
+"""MXNet 2.0's optimizers whose semantics mxjax implements (its 2.0-only ones)."""
 _MARK = object()
 
 
@@ -134,10 +138,13 @@ def _global(module: str, name: str) -> Any:
         return ("class", module, name)
     if module == "mxnet.lr_scheduler" and name in SCHEDULER_CLASSES:
         return ("class", module, name)
+    if (module, name) in MXNET2_CLASSES:
+        return ("class", module, name)
     if module.startswith(("mxnet.optimizer.", "mxnet.numpy")) or module == "mxnet.ndarray.numpy":
         raise MXNetStatesError(
-            f"class {module}.{name} is from an MXNet 2.0 file; MXNet 2.0 .states files "
-            "are not supported (MXNet 1.9.1 only)"
+            f"class {module}.{name} is from an MXNet 2.0 file; of MXNet 2.0's .states "
+            "files only AdamW, AdaBelief and LANS Trainer files are supported (mxjax's "
+            "other optimizers follow MXNet 1.9.1)"
         )
     raise MXNetStatesError(
         f"global {module}.{name} is not allowed in an MXNet .states file (refused "
@@ -316,6 +323,7 @@ class _Finisher:
         self.done: dict[int, tuple[Any, int, int]] = {}  # id -> (value, depth, size)
         self.active: set[int] = set()
         self.keep: list[Any] = []  # keeps ids stable
+        self.mxnet2 = False  # a V3 array or a 2.0 class was seen
 
     def __call__(self, obj: Any, depth: int = 0) -> tuple[Any, int, int]:
         if depth > MAX_DEPTH:
@@ -347,12 +355,14 @@ class _Finisher:
                 value[kp[0]] = vp[0]
                 parts += [kp, vp]
         elif isinstance(obj, Record):
+            self.mxnet2 |= (obj.module, obj.name) in MXNET2_CLASSES
             parts = [self(obj.attrs if obj.attrs is not None else PDict(), depth + 1)]
             value = Record(obj.module, obj.name, parts[0][0])
         elif isinstance(obj, NDArrayStandIn):
             if obj.value is None:
                 raise MXNetStatesError("an NDArray without data (no handle)")
             parts, value = [], obj.value
+            self.mxnet2 |= obj.v3
         else:  # a bare global or stand-in function left on the stack
             raise MXNetStatesError(f"an unexpected object {obj!r} in the file")
         size = 1 + sum(p[2] for p in parts)
@@ -367,14 +377,15 @@ class _Finisher:
         return out
 
 
-def loads(data: bytes) -> Any:
+def decode(data: bytes) -> tuple[Any, bool]:
     """Decode a pickled MXNet ``.states`` payload without executing any of it.
 
-    Returns plain values: dicts, lists, tuples, scalars, numpy arrays for NDArrays and
-    :class:`Record` for optimizer/scheduler objects.
+    Returns plain values — dicts, lists, tuples, scalars, numpy arrays for NDArrays and
+    :class:`Record` for optimizer/scheduler objects — and whether it is an MXNet 2.0
+    payload (V3 array records, or one of :data:`MXNET2_CLASSES`).
 
     Raises:
-      MXNetStatesError: the payload is malformed, truncated, hostile or from MXNet 2.0.
+      MXNetStatesError: the payload is malformed, truncated or hostile.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data must be bytes, got {type(data).__name__}")
@@ -382,7 +393,19 @@ def loads(data: bytes) -> Any:
     if not data:
         raise MXNetStatesError("empty file")
     value, n_ops = _run(data)
-    return _Finisher(budget=4 * n_ops + 64)(value)[0]
+    finish = _Finisher(budget=4 * n_ops + 64)
+    return finish(value)[0], finish.mxnet2
+
+
+def loads(data: bytes) -> Any:
+    """:func:`decode` for MXNet 1.9.1 payloads: an MXNet 2.0 one is refused."""
+    value, mxnet2 = decode(data)
+    if mxnet2:
+        raise MXNetStatesError(
+            "an MXNet 2.0 .states payload (V3 arrays or 2.0 classes): only MXNet 2.0 "
+            "Trainer files of AdamW, AdaBelief and LANS are read (load_states)"
+        )
+    return value
 
 
 def _dump(value: Any, out: list[bytes]) -> None:

@@ -12,6 +12,7 @@ import sys
 import tracemalloc
 
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import mxjax as mx
@@ -145,10 +146,22 @@ def test_wrong_record_magic_is_refused() -> None:
     refused(GOOD.replace(magic, struct.pack("<I", 0xF993FACA), 1), "MXNet 2.0")
 
 
-def test_mxnet2_files_are_refused_by_name() -> None:
-    """A real MXNet 2.0.0b1 Trainer file (tools/record_mxnet_states.py --mxnet2)."""
+def test_unsupported_mxnet2_files_are_refused_by_name() -> None:
+    """A real MXNet 2.0.0b1 Trainer file of Adam (tools/record_mxnet_states.py --mxnet2):
+    mxjax's Adam follows 1.9.1, so the file is refused naming the class; a 2.0 payload
+    without an optimizer (V3 arrays) is refused by loads and load_states."""
     real = (REFERENCE / "states" / "mxnet2_trainer_adam.states").read_bytes()
-    refused(real, "MXNet 2.0")
+    refused(real, "mxnet.optimizer.adam.Adam is from an MXNet 2.0 file")
+    adamw = (REFERENCE / "states" / "mxnet2_trainer_adamw.states").read_bytes()
+    refused(adamw, "MXNet 2.0 .states payload")  # loads() is MXNet 1.9.1 only
+    from mxjax.nd._pickle import decode, dumps
+
+    v2 = dumps({0: np.ones(2, np.float32)})  # a dict of V3 arrays, as 2.0's Updater writes
+    module_like = v2.replace(struct.pack("<I", 0xF993FAC9), struct.pack("<I", 0xF993FACA))
+    assert isinstance(decode(module_like)[0], dict) and decode(module_like)[1]
+    with pytest.raises(MXNetStatesError, match="MXNet 2.0 .states file"):
+        load_states(module_like, {"w": jnp.zeros(2)}, optimizer=mx.optimizer.adamw(),
+                    order=["w"], begin_num_update=0)
     refused(glob("mxnet.optimizer.adam", "Adam") + b")\x81.", "mxnet.optimizer.adam.Adam .*MXNet 2.0")
     refused(glob("mxnet.numpy", "ndarray") + b")R.", "MXNet 2.0")
 
@@ -224,7 +237,7 @@ def test_hostile_values_in_a_valid_trainer_file(monkeypatch) -> None:
         arrays = np.load(REFERENCE / "states" / f"{name}.npz")
         order = sorted(n.split("/")[1] for n in arrays.files if n.startswith("w0/"))
         params = {n: jnp.asarray(arrays[f"w0/{n}"]) for n in order}
-        monkeypatch.setattr(ms, "loads", lambda data, o=(states, rec): o)
+        monkeypatch.setattr(ms, "decode", lambda data, o=(states, rec): (o, False))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:

@@ -27,7 +27,11 @@ STATES = REFERENCE / "states"
 
 @cache
 def cases() -> dict:
-    return json.loads((STATES / "cases.json").read_text())
+    """MXNet 1.9.1's cases and MXNet 2.0.0b1's (AdamW, AdaBelief, LANS Trainer files)."""
+    return {
+        **json.loads((STATES / "cases.json").read_text()),
+        **json.loads((STATES / "cases_mxnet2.json").read_text()),
+    }
 
 
 def module_optimizer(case: dict) -> mx.optimizer.Optimizer:
