@@ -296,3 +296,19 @@ def test_mxnet_continues_the_states_mxjax_writes() -> None:
                 np.asarray(w[i], np.float64), want[f"w{k}/{i}"].astype(np.float64),
                 err_msg=f"parameter {i} after step {k}", **tolerance(written.DTYPES[i]),
             )
+
+
+def test_nadam_order_must_name_every_leaf() -> None:
+    p = {"a": jnp.ones(2), "b": jnp.ones(3)}
+    opt = mx.optimizer.nadam(order=["b", "c"])
+    with pytest.raises(ValueError, match="parameter 'a' of 2 is not in it"):
+        opt.update(p, opt.init(p), p)
+    # the order is the schedule's: reversed order == the same tree with keys renamed
+    rev = mx.optimizer.nadam(order=["b", "a"], learning_rate=0.1)
+    swapped = {"a": p["b"], "b": p["a"]}  # sorted order puts the 3-vector first
+    plain = mx.optimizer.nadam(learning_rate=0.1)
+    g = {"a": jnp.full(2, 0.5), "b": jnp.full(3, -0.2)}
+    got = rev.update(g, rev.init(p), p)[0]
+    want = plain.update({"a": g["b"], "b": g["a"]}, plain.init(swapped), swapped)[0]
+    np.testing.assert_array_equal(got["a"], want["b"])
+    np.testing.assert_array_equal(got["b"], want["a"])
