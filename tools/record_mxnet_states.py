@@ -175,8 +175,14 @@ def trainer_case(mx, case, opt, kwargs, sched, dtype, data):
                     rec[f"g{k}/{n}"] = p.grad().asnumpy()
         trainer.step(4)
 
+    return save_and_continue(gluon, make, step, opt, lambda: optimizer_params(mx, kwargs, sched), fname, data)
+
+
+def save_and_continue(gluon, make, step, opt, params, fname, data):
+    """Train WARM steps, ``Trainer.save_states``; a fresh net and Trainer load the file
+    and continue CONT steps, recording gradients and weights."""
     net = make()
-    trainer = gluon.Trainer(net.collect_params(), opt, optimizer_params(mx, kwargs, sched))
+    trainer = gluon.Trainer(net.collect_params(), opt, params())
     for x, y in data[:WARM]:
         step(net, trainer, x, y)
     trainer.save_states(fname)
@@ -186,7 +192,7 @@ def trainer_case(mx, case, opt, kwargs, sched, dtype, data):
     net = make()  # resume: MXNet's own continuation
     for n, p in net.collect_params().items():
         p.set_data(saved[n])
-    trainer = gluon.Trainer(net.collect_params(), opt, optimizer_params(mx, kwargs, sched))
+    trainer = gluon.Trainer(net.collect_params(), opt, params())
     trainer.load_states(fname)
     for k, (x, y) in enumerate(data[WARM:], 1):
         step(net, trainer, x, y, rec, k)
@@ -223,23 +229,7 @@ def mxnet2_trainer(mx, case, opt, kwargs, data) -> tuple[dict, list[str]]:
                 rec[f"g{k}/{n}"] = p.grad().asnumpy()
         trainer.step(4)
 
-    net = make()
-    trainer = gluon.Trainer(net.collect_params(), opt, dict(kwargs))
-    for x, y in data[:WARM]:
-        step(net, trainer, x, y)
-    trainer.save_states(fname)
-    saved = {n: p.data().copy() for n, p in net.collect_params().items()}
-    rec = {f"w0/{n}": v.asnumpy() for n, v in saved.items()}
-    net = make()
-    for n, p in net.collect_params().items():
-        p.set_data(saved[n])
-    trainer = gluon.Trainer(net.collect_params(), opt, dict(kwargs))
-    trainer.load_states(fname)
-    for k, (x, y) in enumerate(data[WARM:], 1):
-        step(net, trainer, x, y, rec, k)
-        for n, p in net.collect_params().items():
-            rec[f"w{k}/{n}"] = p.data().asnumpy()
-    return rec, sorted(net.collect_params().keys())
+    return save_and_continue(gluon, make, step, opt, lambda: dict(kwargs), fname, data)
 
 
 def mxnet2_file(mx) -> None:
