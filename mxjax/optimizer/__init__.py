@@ -3,7 +3,8 @@
 ``create(name, **kwargs)`` looks a factory up by its MXNet registry name
 (case-insensitive); ``register(name, factory)`` adds your own. MXNet's class names
 (``SGD(momentum=0.9)``, ``Adam(...)``; ``contrib.GroupAdaGrad``) build the same
-optimizers, ``Optimizer.create_optimizer`` is ``create``, and ``@Optimizer.register``
+optimizers, ``Optimizer.create_optimizer`` is ``create``, ``get_updater`` is MXNet's
+eager ``Updater``, and ``@Optimizer.register``
 registers an MXNet-style subclass (``create_state``/``update``, see
 :mod:`mxjax.optimizer._mxnet_compat`). See :func:`~mxjax.optimizer.from_rule` for
 writing one from a per-leaf kernel.
