@@ -84,6 +84,14 @@ def test_continues_as_mxnet(name: str) -> None:
     case, arrays, params, r = resume(name)
     assert r.kind == case["kind"] and r.num_update == case["begin_num_update"]
     assert r.missing == ()
+    assert set(r.counts.values()) == {case["begin_num_update"]}
+    if case["kind"] == "trainer":  # the pickled optimizer's hyperparameters and scheduler
+        assert r.hyperparams["num_update"] == case["begin_num_update"]
+        for k, v in case["kwargs"].items():
+            if v is not None:
+                assert r.hyperparams[{"learning_rate": "lr", "eps": "float_stable_eps"}.get(k, k)] == v
+        sched = case["scheduler"]
+        assert (r.scheduler or {}).get("class") == (sched[0] if sched else None)
     step = jax.jit(r.optimizer.update)
     state = r.state
     for k in range(1, case["steps"] + 1):
