@@ -78,6 +78,7 @@ CASES = [
      ("CosineScheduler", {"max_update": 12, "base_lr": 0.05, "final_lr": 0.001}), "float32"),
     # two devices: Module updates on its kvstore, whose states are keyed by *name*
     ("module_adam_2dev", "module", "adam", {"learning_rate": 0.05}, None, "float32"),
+    ("module_sgd_bn", "module", "sgd", {"learning_rate": 0.1, "momentum": 0.9, "wd": 0.01}, None, "float32"),
 ]
 
 
@@ -86,9 +87,12 @@ def batches(seed: int, n: int):
     return [(rs.randn(4, 5).astype(np.float32), rs.randn(4, 2).astype(np.float32)) for _ in range(n)]
 
 
-def symbol(mx):
+def symbol(mx, batchnorm=False):
     data, label = mx.sym.Variable("data"), mx.sym.Variable("softmax_label")
-    h = mx.sym.Activation(mx.sym.FullyConnected(data, name="fc2", num_hidden=3), act_type="tanh")
+    h = mx.sym.FullyConnected(data, name="fc2", num_hidden=3)
+    if batchnorm:  # gamma/beta are arguments, moving_mean/var auxiliary states
+        h = mx.sym.BatchNorm(h, name="bn", fix_gamma=False)
+    h = mx.sym.Activation(h, act_type="tanh")
     out = mx.sym.FullyConnected(h, name="fc1", num_hidden=2)
     return mx.sym.LinearRegressionOutput(out, label, name="lro")
 
@@ -108,7 +112,8 @@ def module_case(mx, case, opt, kwargs, sched, data):
     ctx = [mx.cpu(0), mx.cpu(1)] if case.endswith("_2dev") else mx.cpu()
 
     def make():
-        mod = mx.mod.Module(symbol(mx), context=ctx, fixed_param_names=fixed)
+        mod = mx.mod.Module(symbol(mx, case.endswith("_bn")), context=ctx,
+                            fixed_param_names=fixed)
         mod.bind(data_shapes=[("data", (4, 5))], label_shapes=[("softmax_label", (4, 2))])
         return mod
 

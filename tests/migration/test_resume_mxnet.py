@@ -157,3 +157,11 @@ def continues_by_index(name: str) -> None:
                 np.asarray(params[str(i)]), arrays[f"w{k}/{n}"],
                 err_msg=f"{name}: {n!r} after continued step {k}", **tolerance("float32"),
             )
+
+
+def test_symbol_order_is_modules() -> None:
+    """The symbol file's argument order (BatchNorm's moving_mean/var excluded) is the
+    parameter order MXNet's Module recorded, for every Module case."""
+    for name, case in cases().items():
+        if case["kind"] == "module":
+            assert symbol_param_order(STATES / f"{name}-symbol.json") == case["order"], name
