@@ -75,6 +75,11 @@ def test_unknown_and_look_alike_classes_are_refused(sentinel) -> None:
     refused(glob("mxnet.ndarray.ndarray", "load") + b"(S'pwned'\ntR.", "ndarray.load")
     refused(glob("collections", "OrderedDict") + b")R.", "collections.OrderedDict")
     refused(glob("numpy", "load") + b"(S'pwned'\ntR.", "numpy.load")
+    # nothing is imported to resolve a name: a module never loaded stays unloaded
+    assert "antigravity" not in sys.modules and "this" not in sys.modules
+    refused(glob("antigravity", "geohash") + b")R.", "antigravity.geohash")
+    refused(b"\x80\x04\x8c\x04this\x8c\x01s\x93.", "this.s")
+    assert "antigravity" not in sys.modules and "this" not in sys.modules
 
 
 def test_huge_constructor_arguments_are_refused() -> None:
