@@ -53,10 +53,9 @@ name only.
 JSON, and viewed back on load. Typed PRNG keys (``jax.random.key``) are stored as their
 key data with the implementation's name, and re-wrapped on load.
 
-**MXNet's own ``.states`` files are not read**: ``Updater.get_states`` writes them with
-``pickle``, and unpickling runs arbitrary code. Convert such a file where MXNet is
-installed and the file is trusted, by building the arrays and saving them with
-:func:`save`.
+MXNet's own ``.states`` files (``Updater.get_states`` pickles them, and unpickling runs
+arbitrary code) are read by :func:`mxjax.mxnet_states.load_states`, which decodes the
+pickle without executing it.
 """
 
 from __future__ import annotations

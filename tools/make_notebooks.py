@@ -186,6 +186,53 @@ for ax in axes.ravel():
     ax.axis("off")
 print(f"validation accuracy: {float(np.mean(pred == data.y_val)):.3f}")""",
     ),
+    (
+        "md",
+        """\
+## Porting your MXNet optimizer
+
+The guide's recipe — *subclass `Optimizer`, implement `create_state` and `update`, add
+`@mx.optimizer.Optimizer.register`* — works as written, with NDArray operations turned
+into `jnp`, in-place writes into new values, and `update` returning
+`(new_weight, new_state)`. Below, MXNet 1.9.1's own `Signum`-like momentum-sign rule as a
+user would write it; the instance is an ordinary mxjax optimizer (pure `init`/`update`,
+jit, `to_optax`), and `self._get_lr`, `self._get_wd`, `self.rescale_grad`,
+`self.clip_gradient` and the update count behave as in MXNet.""",
+    ),
+    (
+        "code",
+        """\
+@mx.optimizer.Optimizer.register
+class MySignum(mx.optimizer.Optimizer):
+    def __init__(self, learning_rate=0.01, momentum=0.9, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        self.momentum = momentum
+
+    def create_state(self, index, weight):
+        return jnp.zeros(weight.shape, weight.dtype)
+
+    def update(self, index, weight, grad, state):
+        self._update_count(index)
+        lr, wd = self._get_lr(index), self._get_wd(index)
+        grad = grad * self.rescale_grad
+        if self.clip_gradient is not None:
+            grad = jnp.clip(grad, -self.clip_gradient, self.clip_gradient)
+        mom = self.momentum * state - (1 - self.momentum) * (wd * weight + grad)
+        return weight + lr * jnp.sign(mom), mom
+
+
+mine = mx.optimizer.create("mysignum", learning_rate=0.05)
+builtin = mx.optimizer.Signum(learning_rate=0.05)
+p = {"fc_weight": jnp.linspace(-1.0, 1.0, 6)}
+(s1, s2), p1, p2 = (mine.init(p), builtin.init(p)), p, p
+for _ in range(5):
+    g = jax.tree.map(lambda w: 2 * w - 0.3, p1)
+    p1, s1 = jax.jit(mine.update)(g, s1, p1)
+    p2, s2 = builtin.update(jax.tree.map(lambda w: 2 * w - 0.3, p2), s2, p2)
+print(mine)
+print("ported == built-in:", bool(jnp.allclose(p1["fc_weight"], p2["fc_weight"])))
+print("update count:", int(s1.count))""",
+    ),
 ]
 
 # --------------------------------------------------------------------------------- 02

@@ -1,8 +1,13 @@
 """MXNet's optimizers as pure ``(init, update)`` pairs.
 
 ``create(name, **kwargs)`` looks a factory up by its MXNet registry name
-(case-insensitive); ``register(name, factory)`` adds your own. See
-:func:`~mxjax.optimizer.from_rule` for writing one from a per-leaf kernel.
+(case-insensitive); ``register(name, factory)`` adds your own. MXNet's class names
+(``SGD(momentum=0.9)``, ``Adam(...)``; ``contrib.GroupAdaGrad``) build the same
+optimizers, ``Optimizer.create_optimizer`` is ``create``, ``get_updater`` is MXNet's
+eager ``Updater``, and ``@Optimizer.register``
+registers an MXNet-style subclass (``create_state``/``update``, see
+:mod:`mxjax.optimizer._mxnet_compat`). See :func:`~mxjax.optimizer.from_rule` for
+writing one from a per-leaf kernel.
 """
 
 from .._names import leaf_names as leaf_names
@@ -22,6 +27,10 @@ from ._base import from_rule as from_rule
 from ._base import jit_update as jit_update
 from ._base import one_minus_pow as one_minus_pow
 from ._base import rescale_clip as rescale_clip
+from ._classes import NamedOptimizer as NamedOptimizer
+from ._classes import named
+from ._updater import Updater as Updater
+from ._updater import get_updater as get_updater
 from ._dcasgd import dcasgd as dcasgd
 from ._ftml import ftml as ftml
 from ._ftrl import ftrl as ftrl
@@ -75,3 +84,27 @@ registry: Registry = Registry(
 create = registry.create
 register = registry.register
 names = registry.names
+
+_M = __name__
+SGD = named("SGD", sgd, _M)
+ccSGD = named("ccSGD", ccsgd, _M)
+NAG = named("NAG", nag, _M)
+RMSProp = named("RMSProp", rmsprop, _M)
+Adam = named("Adam", adam, _M)
+AdaGrad = named("AdaGrad", adagrad, _M)
+AdaDelta = named("AdaDelta", adadelta, _M)
+Adamax = named("Adamax", adamax, _M)
+Nadam = named("Nadam", nadam, _M)
+DCASGD = named("DCASGD", dcasgd, _M)
+SGLD = named("SGLD", sgld, _M)
+Signum = named("Signum", signum, _M)
+FTML = named("FTML", ftml, _M)
+LBSGD = named("LBSGD", lbsgd, _M)
+Ftrl = named("Ftrl", ftrl, _M)
+LARS = named("LARS", lars, _M)
+LAMB = named("LAMB", lamb, _M)
+AdamW = named("AdamW", adamw, _M)
+AdaBelief = named("AdaBelief", adabelief, _M)
+LANS = named("LANS", lans, _M)
+
+from . import contrib as contrib  # noqa: E402  (GroupAdaGrad, as MXNet's contrib)

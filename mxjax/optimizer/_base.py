@@ -48,6 +48,7 @@ from .. import _validate
 from .._names import collisions, describe_collisions, path_name
 from .._validate import real as check_range  # re-exported for the optimizers
 from .._typing import Grads, Params, PyTree, Schedule
+from ._mxnet_compat import MXNetMethods, adopt_subclass, dispatch_init
 from ._packed import Layout, Packed
 from ._rounding import no_contraction, unfused
 
@@ -225,7 +226,7 @@ def _no_slots(*args: Any, **kwargs: Any) -> Any:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class Optimizer:
+class Optimizer(MXNetMethods):
     """A pure optimizer: ``state = opt.init(params)``,
     ``new_params, new_state = opt.update(grads, state, params)``.
 
@@ -268,6 +269,14 @@ class Optimizer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparams.items())
         return f"{self.name}({args})"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        adopt_subclass(cls)  # MXNet's create_state/update path (_mxnet_compat)
+
+
+# A subclass defining MXNet's create_state/update is built by MXNet's base constructor.
+Optimizer.__init__ = dispatch_init(Optimizer.__init__)  # type: ignore[method-assign]
 
 
 # ----------------------------------------------------------------------------- helpers

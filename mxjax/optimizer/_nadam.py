@@ -3,6 +3,7 @@ r"""Nadam (MXNet ``Nadam``)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -27,6 +28,7 @@ def nadam(
     beta2: float = 0.999,
     epsilon: float = 1e-8,
     schedule_decay: float = 0.004,
+    order: Sequence[str] | None = None,
     **common: Any,
 ) -> Optimizer:
     r"""Nesterov Adam (Dozat, 2016), as MXNet 1.9.1, with its global momentum schedule.
@@ -45,20 +47,25 @@ def nadam(
     advances it on *every* per-parameter update, in parameter order. So with ``P``
     parameters, the ``j``-th leaf (0-based) at step ``k`` sees
     :math:`S = (\prod_{s<k}\mu_s)^P\,\mu_k^{j+1}`: the result depends on the number and
-    order of the leaves (tree order here). mxjax reproduces this; ``S`` lives in
-    ``state.extra``. **[Q1]:** the default lr overrides a scheduler's ``base_lr``.
+    order of the leaves. mxjax reproduces this; ``S`` lives in ``state.extra``. By
+    default the order is the tree's (a dict's sorted keys: Gluon ``Trainer``'s order);
+    pass ``order``, the leaf names in MXNet's index order, to match a ``Module`` run
+    (its symbol's argument order: :func:`mxjax.mxnet_states.symbol_param_order` reads
+    it from ``prefix-symbol.json``). **[Q1]:** the default lr overrides a scheduler's ``base_lr``.
 
     Args:
       learning_rate: η (0.001).
       beta1, beta2: decay rates in [0, 1).
       epsilon: ε > 0.
       schedule_decay: sd ≥ 0, the momentum-schedule decay.
+      order: every leaf name once, in MXNet's index order (``None``: tree order).
       **common: the base arguments (``clip_gradient`` follows the NDArray convention).
     """
     check_betas(beta1=beta1, beta2=beta2)
     check_range("epsilon", epsilon, lo=0.0, lo_open=True)
     check_range("schedule_decay", schedule_decay, lo=0.0)
     log096 = math.log(0.96) * schedule_decay
+    position = _positions(order)
 
     def mu(t: jax.Array) -> jax.Array:
         return jnp.float32(beta1) * (1 - 0.5 * jnp.exp(t.astype(jnp.float32) * log096))
@@ -71,7 +78,8 @@ def nadam(
     def kernel(w: jax.Array, g: jax.Array, s: Slots, h: Hyper) -> tuple[jax.Array, Slots]:
         m, v = s
         sched_prev, mu_t, mu_next = h.extra
-        sched = sched_prev * int_pow(mu_t, h.index + 1, h.num_leaves + 1)
+        index = h.index if position is None else position(h.name, h.num_leaves)
+        sched = sched_prev * int_pow(mu_t, index + 1, h.num_leaves + 1)
         sched_next = sched * mu_next
         dt = w.dtype
         m = m * jnp.asarray(beta1, dt) + jnp.asarray(1.0 - beta1, dt) * g
@@ -90,12 +98,35 @@ def nadam(
             init_extra=lambda: jnp.ones((), jnp.float32),
             prepare=prepare,
             elementwise=False,  # the schedule depends on the leaf's index
-            per_leaf_scalars=True,
+            per_leaf_scalars=order is None,  # an order is looked up by the leaf's name
         ),
         name="nadam",
         learning_rate=learning_rate,
         hyperparams=dict(
-            beta1=beta1, beta2=beta2, epsilon=epsilon, schedule_decay=schedule_decay
+            beta1=beta1, beta2=beta2, epsilon=epsilon, schedule_decay=schedule_decay,
+            **({} if order is None else {"order": list(order)}),
         ),
         **common,
     )
+
+
+def _positions(order: Sequence[str] | None) -> Any:
+    """``(name, num_leaves) -> index`` in ``order``, checked at trace time; or ``None``."""
+    if order is None:
+        return None
+    if isinstance(order, str) or not all(isinstance(n, str) for n in order):
+        raise TypeError(f"order must be a sequence of leaf names, got {order!r}")
+    index = {n: i for i, n in enumerate(order)}
+    if len(index) != len(order):
+        raise ValueError(f"order names a leaf twice: {list(order)}")
+
+    def position(name: str, num_leaves: int) -> int:
+        if name not in index or len(index) != num_leaves:
+            raise ValueError(
+                f"nadam order {list(order)} must name every parameter once; parameter "
+                f"{name!r} of {num_leaves} is not in it" if name not in index else
+                f"nadam order names {len(index)} parameters, the tree has {num_leaves}"
+            )
+        return index[name]
+
+    return position
