@@ -13,7 +13,6 @@ built-in optimizers' bound between the flags is tested at the end.
 
 from __future__ import annotations
 
-import time
 import warnings
 from collections.abc import Callable
 
@@ -62,6 +61,8 @@ UNARY: dict[str, Callable] = {
     "is_finite": lambda x: jnp.isfinite(x).astype(jnp.float32),
     "relu": lambda x: jnp.where(x > 0, x, 0.0),
     "clip": lambda x: jnp.clip(x, -1.5, 2.0),
+    "clamp": lambda x: jax.lax.clamp(jnp.float32(-0.0), x, jnp.float32(3.0)),
+    "not truthy": lambda x: jnp.where(jnp.logical_not(x.astype(bool)), 1.0, x),
 }
 BINARY: dict[str, Callable] = {
     "add": lambda x, y: x + y,
@@ -180,11 +181,10 @@ def all_paths(rule, p, grads, kw, monkeypatch) -> dict[str, tuple]:
 
 def test_random_rules_give_the_same_bits_on_every_path(monkeypatch) -> None:
     rng = np.random.default_rng(20261206)
-    budget, start, cases = 25.0, time.monotonic(), 0  # seconds: ~30 rules
-    while cases < 8 or (time.monotonic() - start < budget and cases < 30):
+    for case in range(24):  # ~1 s each
         rule, ops = random_rule(rng)
         kw = {
-            "clip_gradient": [None, 1.0, 0.5][cases % 3],
+            "clip_gradient": [None, 1.0, 0.5][case % 3],
             "wd": float(rng.choice([0.0, 0.01])),
             "rescale_grad": float(rng.choice([1.0, 0.5])),
         }
@@ -196,9 +196,8 @@ def test_random_rules_give_the_same_bits_on_every_path(monkeypatch) -> None:
             paths = all_paths(rule, p, grads, kw, monkeypatch)
         want_w, want_m = paths["per leaf"]
         for name, (w, m) in paths.items():
-            same_bits(w, want_w, f"case {cases} {ops} {kw}: {name} weights")
-            same_bits(m, want_m, f"case {cases} {ops} {kw}: {name} slot")
-        cases += 1
+            same_bits(w, want_w, f"case {case} {ops} {kw}: {name} weights")
+            same_bits(m, want_m, f"case {case} {ops} {kw}: {name} slot")
 
 
 @pytest.mark.parametrize("mode", ["interpreter", "compiled loop"])
