@@ -243,7 +243,7 @@ FLAT = [
 @pytest.mark.parametrize("name", FLAT)
 def test_builtin_optimizers_stay_within_the_documented_bound(name: str) -> None:
     """README: per leaf against multi_tensor=True, a relative difference of at most
-    5e-5 (an FMA's missing rounding, amplified by a few steps) — measured up to 4e-5."""
+    2e-5 (FTML 1e-4): an FMA's missing rounding, amplified by a few steps."""
     rng = np.random.default_rng(1)
     p = {k: jnp.asarray(rng.standard_normal(s), jnp.float32) for k, s in SHAPES.items()}
     p = {k: v.reshape(-1, 1) if name == "groupadagrad" and v.ndim == 1 else v for k, v in p.items()}
@@ -260,4 +260,5 @@ def test_builtin_optimizers_stay_within_the_documented_bound(name: str) -> None:
         for g in grads:
             q, state = jax.jit(opt.update)(g, state, q)
         got[multi_tensor] = np.concatenate([np.asarray(x).ravel() for x in jax.tree.leaves(q)])
-    np.testing.assert_allclose(got[True], got[False], rtol=5e-5, atol=1e-7)
+    rtol = 1e-4 if name == "ftml" else 2e-5
+    np.testing.assert_allclose(got[True], got[False], rtol=rtol, atol=1e-7)
