@@ -7,13 +7,15 @@ Every product is guarded with ``unfused`` (as the built-in optimizers guard thei
 may contract an unguarded ``a * b + c`` into a fused multiply-add, the custom call never
 does (README: the guarantee between the paths). NaN compares as NaN: its sign and
 payload are not specified (XLA's per-leaf step itself replaces every NaN weight by the
-canonical one). A denormal compares as the zero of its sign (:func:`canonical`). The
-built-in optimizers' bound between the flags is tested at the end.
+canonical one). A denormal compares as the zero of its sign (:func:`canonical`). Sums
+over a leaf are not drawn: the kernel sums in its own fixed order (~1e-7 relative from
+XLA's; the order is tested in test_compiled_loops.py). The built-in optimizers' bound
+between the flags is tested at the end.
 """
 
 from __future__ import annotations
 
-import time
+import os
 import warnings
 from collections.abc import Callable
 
@@ -62,6 +64,8 @@ UNARY: dict[str, Callable] = {
     "is_finite": lambda x: jnp.isfinite(x).astype(jnp.float32),
     "relu": lambda x: jnp.where(x > 0, x, 0.0),
     "clip": lambda x: jnp.clip(x, -1.5, 2.0),
+    "clamp": lambda x: jax.lax.clamp(jnp.float32(-0.0), x, jnp.float32(3.0)),
+    "not truthy": lambda x: jnp.where(jnp.logical_not(x.astype(bool)), 1.0, x),
 }
 BINARY: dict[str, Callable] = {
     "add": lambda x, y: x + y,
@@ -169,6 +173,8 @@ def all_paths(rule, p, grads, kw, monkeypatch) -> dict[str, tuple]:
     with monkeypatch.context() as m:
         m.setattr(_fused._kernels, "available", lambda: False)
         out["flat XLA"] = run(rule, True, p, grads, kw)
+    if os.environ.get("MXJAX_NO_KERNELS"):  # the user's switch: the XLA paths only
+        return out
     for mode in ("interpreter", "compiled loop"):
         with kernel_loops(monkeypatch, mode == "compiled loop") as compiled:
             out[mode] = run(rule, True, p, grads, kw)
@@ -180,11 +186,10 @@ def all_paths(rule, p, grads, kw, monkeypatch) -> dict[str, tuple]:
 
 def test_random_rules_give_the_same_bits_on_every_path(monkeypatch) -> None:
     rng = np.random.default_rng(20261206)
-    budget, start, cases = 25.0, time.monotonic(), 0  # seconds: ~30 rules
-    while cases < 8 or (time.monotonic() - start < budget and cases < 30):
+    for case in range(24):  # ~1 s each
         rule, ops = random_rule(rng)
         kw = {
-            "clip_gradient": [None, 1.0, 0.5][cases % 3],
+            "clip_gradient": [None, 1.0, 0.5][case % 3],
             "wd": float(rng.choice([0.0, 0.01])),
             "rescale_grad": float(rng.choice([1.0, 0.5])),
         }
@@ -196,11 +201,13 @@ def test_random_rules_give_the_same_bits_on_every_path(monkeypatch) -> None:
             paths = all_paths(rule, p, grads, kw, monkeypatch)
         want_w, want_m = paths["per leaf"]
         for name, (w, m) in paths.items():
-            same_bits(w, want_w, f"case {cases} {ops} {kw}: {name} weights")
-            same_bits(m, want_m, f"case {cases} {ops} {kw}: {name} slot")
-        cases += 1
+            same_bits(w, want_w, f"case {case} {ops} {kw}: {name} weights")
+            same_bits(m, want_m, f"case {case} {ops} {kw}: {name} slot")
 
 
+@pytest.mark.skipif(
+    bool(os.environ.get("MXJAX_NO_KERNELS")), reason="MXJAX_NO_KERNELS: no kernel to test"
+)
 @pytest.mark.parametrize("mode", ["interpreter", "compiled loop"])
 def test_adam_with_clipping_keeps_a_nan_gradient(mode: str, monkeypatch) -> None:
     """clip_gradient is max/min: a max or min that dropped NaN would turn the NaN
@@ -238,7 +245,7 @@ FLAT = [
 @pytest.mark.parametrize("name", FLAT)
 def test_builtin_optimizers_stay_within_the_documented_bound(name: str) -> None:
     """README: per leaf against multi_tensor=True, a relative difference of at most
-    5e-5 (an FMA's missing rounding, amplified by a few steps) — measured up to 4e-5."""
+    2e-5 (FTML 1e-4): an FMA's missing rounding, amplified by a few steps."""
     rng = np.random.default_rng(1)
     p = {k: jnp.asarray(rng.standard_normal(s), jnp.float32) for k, s in SHAPES.items()}
     p = {k: v.reshape(-1, 1) if name == "groupadagrad" and v.ndim == 1 else v for k, v in p.items()}
@@ -255,4 +262,5 @@ def test_builtin_optimizers_stay_within_the_documented_bound(name: str) -> None:
         for g in grads:
             q, state = jax.jit(opt.update)(g, state, q)
         got[multi_tensor] = np.concatenate([np.asarray(x).ravel() for x in jax.tree.leaves(q)])
-    np.testing.assert_allclose(got[True], got[False], rtol=5e-5, atol=1e-7)
+    rtol = 1e-4 if name == "ftml" else 2e-5
+    np.testing.assert_allclose(got[True], got[False], rtol=rtol, atol=1e-7)

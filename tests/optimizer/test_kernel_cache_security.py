@@ -21,6 +21,10 @@ import mxjax as mx
 from mxjax._kernels import cache, codegen
 from mxjax.optimizer import _fused
 
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("MXJAX_NO_KERNELS")), reason="MXJAX_NO_KERNELS: no kernel to test"
+)
+
 PLANTED = r"""
 #include <stdint.h>
 #include <stdio.h>

@@ -5,6 +5,7 @@ missing compiler or one given with arguments (``CC="ccache gcc"``)."""
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 
 import jax
@@ -16,6 +17,10 @@ import mxjax as mx
 from mxjax import _kernels
 from mxjax._kernels import cache, codegen
 from mxjax.optimizer import _fused
+
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("MXJAX_NO_KERNELS")), reason="MXJAX_NO_KERNELS: no kernel to test"
+)
 
 
 @pytest.fixture

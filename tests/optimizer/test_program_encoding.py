@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,10 @@ import pytest
 from mxjax import _kernels
 from mxjax._kernels import cache, codegen, program
 from mxjax.optimizer import _fused
+
+needs_kernel = pytest.mark.skipif(
+    bool(os.environ.get("MXJAX_NO_KERNELS")), reason="MXJAX_NO_KERNELS: no kernel to test"
+)
 
 
 def test_the_checked_in_header_is_the_generated_one() -> None:
@@ -33,12 +38,14 @@ def test_the_header_lists_every_opcode_and_expression_in_order() -> None:
     assert f"kNumOps = {len(program.OPS)}" in text and program.SEMANTICS in text
 
 
+@needs_kernel
 def test_the_built_kernel_has_this_encoding() -> None:
     lib = _kernels._library()
     assert lib is not None, "the kernel library was not built"
     assert _kernels._stale(lib) is None
 
 
+@needs_kernel
 def test_a_kernel_built_from_another_encoding_is_refused(monkeypatch) -> None:
     monkeypatch.setattr(_kernels, "_library", functools.cache(_kernels._library.__wrapped__))
     monkeypatch.setattr(cache, "_reported", set())
@@ -53,6 +60,7 @@ def test_translator_and_loops_use_the_one_table() -> None:
     assert codegen._BLOCK == program.BLOCK
 
 
+@needs_kernel
 def test_every_operation_compiles_as_a_loop(monkeypatch, tmp_path) -> None:
     """A program with one instruction of each operation (on w, g and a slot), written
     by hand in program.py's layout: its C compiles and the kernel, which parses it with
