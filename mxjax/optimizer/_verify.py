@@ -87,6 +87,7 @@ _CALLS = frozenset(
     "pjit jit closed_call core_call custom_jvp_call custom_vjp_call remat checkpoint".split()
 )
 _DIM = type(export.symbolic_shape("a")[0])
+_INCONCLUSIVE = getattr(jax.errors, "InconclusiveDimensionOperation", ())  # jax >= 0.4.31
 
 ELEMENTWISE_KIND, SCALARS_KIND, PER_LEAF_KIND = 0, 1, 2
 
@@ -301,7 +302,7 @@ def _trace(
         raise _Refuted("it reads h.name") from None
     except _Refuted:
         raise
-    except jax.errors.InconclusiveDimensionOperation as e:
+    except _INCONCLUSIVE as e:
         raise _Refuted(f"it compares the leaf's shape or size ({_short(e)})") from None
     except jax.errors.TracerBoolConversionError as e:
         raise _Refuted(f"it uses a traced value in Python control flow ({_short(e)})")

@@ -15,14 +15,18 @@ from mxjax.optimizer import Packed
 from mxjax.optimizer import _fused
 from tests.helpers import kernel_loops
 from tests.optimizer.test_multi_tensor import (
+    KERNEL,
     grads,
     kwargs,
     leaves_close,
     leaves_equal,
     path,  # noqa: F401 - the fixture: the custom call and the XLA path
     run,
+    same_as_op_by_op,
     tree,
 )
+
+RUNS = "custom call" if KERNEL else "xla"  # the path a plain step takes here
 
 NAMES = mx.optimizer.names()
 FAST = ["sgd", "adam", "lamb", "nadam", "dcasgd", "ftml", "rmsprop"]
@@ -68,8 +72,8 @@ def test_packed_steps_equal_unpacked_steps_bitwise(name: str) -> None:
     _, want, want_state = run(name, True, params)
     opt, got, state = run_packed(name, params)
     assert isinstance(got, Packed)
-    leaves_equal(got.unpack(), want)
-    leaves_equal(state, want_state)
+    same_as_op_by_op(got.unpack(), want, RUNS)
+    same_as_op_by_op(state, want_state, RUNS)
 
 
 @pytest.mark.parametrize("name", FAST)
@@ -108,13 +112,13 @@ def test_one_custom_call_per_buffer_and_no_copies() -> None:
         jax.jit(opt.update, donate_argnums=(1, 2)).lower(g, state, packed),
     ):
         hlo = lowered.compile().as_text()
-        assert hlo.count('custom_call_target="mxjax_elementwise"') == 2
+        assert hlo.count('custom_call_target="mxjax_elementwise"') == (2 if KERNEL else 0)
         copies = [
             line
             for line in hlo.splitlines()
             if " copy(" in line and "[]" not in line.split("=")[1].split("(")[0]
         ]
-        assert copies == []
+        assert copies == [] or not KERNEL  # (XLA's fusions copy: not in place)
 
 
 def test_state_is_the_unpacked_multi_tensor_state() -> None:
@@ -226,7 +230,10 @@ def test_a_program_with_nothing_per_leaf_runs_the_buffer_as_one_leaf(
     params = sorted_tree()
     _, want, _ = run(name, True, params, steps=2)
     _, got, _ = run_packed(name, params, steps=2)
-    leaves_equal(got.unpack(), want)
+    same_as_op_by_op(got.unpack(), want, RUNS)
+    if not KERNEL:  # XLA runs every buffer
+        assert calls == []
+        return
     packed_sizes = [
         a[5] for a in calls if a[7]
     ]  # (program, rows, ws, gs, slots, sizes, base, packed)
