@@ -65,3 +65,19 @@ def all_optimizer_cases() -> list[tuple[str, str]]:
         for p in sorted((REFERENCE / "optimizer").glob("*.json"))
         for cid in optimizer_cases(p.stem)
     ]
+
+
+def bits(x) -> np.ndarray:
+    """The raw bits of an array (exact comparison, NaN-safe, any dtype)."""
+    a = np.asarray(x)
+    return a.view(f"uint{8 * a.dtype.itemsize}") if a.dtype.kind in "fV" else a
+
+
+def assert_bit_identical(got, want) -> None:
+    """Same tree structure, and every leaf of the same dtype and bits."""
+    import jax
+
+    assert jax.tree.structure(got) == jax.tree.structure(want)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        assert np.asarray(g).dtype == np.asarray(w).dtype
+        np.testing.assert_array_equal(bits(g), bits(w))
