@@ -21,8 +21,12 @@ base class owns:
 Kernels never walk the tree: the base applies them leaf by leaf, so the same kernels can be
 applied to other layouts of the same data.
 
-State layout: each leaf's slots keep the leaf's shape (as optax's do). To update in
-place, jit with :func:`jit_update`: it donates params and state in the order JAX pairs
+State layout: ``state.slots`` is ``{slot name: params-shaped tree}`` and each slot keeps
+its leaf's shape, dtype-stable type and sharding (as optax's states do, so
+``optax.tree_utils.tree_map_params`` and explicit sharding work); ``opt.slots(state)``
+and ``opt.state_from_slots`` convert to and from ``{parameter: {slot: array}}`` on every
+layout. Gradients of another float dtype are cast to the leaf's compute dtype. To update
+in place, jit with :func:`jit_update`: it donates params and state in the order JAX pairs
 donated inputs with outputs, so XLA writes every buffer in place with no copies.
 ``jax.jit(opt.update, donate_argnums=(1, 2))`` works too, but JAX then pairs each new
 parameter with a donated *state* buffer of the same shape (the state argument comes
