@@ -914,11 +914,12 @@ def from_rule(
             f"are {sorted(Common.__annotations__)}"
         )
     cfg = _config(rule, learning_rate, common)
-    if len(set(rule.slots)) != len(rule.slots) or MASTER in rule.slots or not all(
-        isinstance(k, str) for k in rule.slots
-    ):
+    if not all(isinstance(k, str) for k in rule.slots):
+        raise TypeError(f"Rule.slots must be names (str), got {rule.slots!r}")
+    if len(set(rule.slots)) != len(rule.slots) or MASTER in rule.slots:
         raise ValueError(
-            f"Rule.slots must be distinct names (str), not {MASTER!r}; got {rule.slots!r}"
+            f"Rule.slots must be distinct names other than {MASTER!r} (the state keys "
+            f"slots by name), got {rule.slots!r}"
         )
 
     flat = rule.elementwise or rule.per_leaf_scalars

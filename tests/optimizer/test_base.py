@@ -323,3 +323,14 @@ def test_leaves_that_are_not_real_floats_are_refused_in_one_line(leaf, match):
     for call in (opt.init, opt.pack):
         with pytest.raises(TypeError, match=match):
             call(params)
+
+
+@pytest.mark.parametrize(
+    "slots,error",
+    [(("m", "m"), ValueError), (("weight_master_copy",), ValueError), ((1,), TypeError)],
+)
+def test_rule_slot_names_must_be_distinct_names(slots, error):
+    """The state keys each slot tree by its name."""
+    rule = mx.optimizer.Rule(lambda w, g, s, h: (w, s), slots=slots)
+    with pytest.raises(error, match="Rule.slots"):
+        mx.optimizer.from_rule(rule)
