@@ -595,7 +595,7 @@ def _as_compute(infos: list[_Leaf], g_leaves: list) -> list:
     float dtype (bfloat16 gradients of float32 parameters) is cast, as optax computes
     in the parameter's dtype. Gradients of the right dtype are untouched."""
     out = []
-    for info, g in zip(infos, g_leaves):
+    for info, g in zip(infos, g_leaves, strict=True):
         g = jnp.asarray(g)
         out.append(g if g.dtype in (info.dtype, info.compute) else g.astype(info.compute))
     return out
@@ -628,7 +628,7 @@ def _slots_per_leaf(treedef: Any, slots: PyTree, names: tuple[str, ...]) -> list
             "state.slots does not match the params' tree: was the state made by "
             f"init() on other parameters? ({str(e)[:300]})"
         ) from None
-    per_leaf = zip(*per_slot) if per_slot else ((),) * treedef.num_leaves
+    per_leaf = zip(*per_slot, strict=True) if per_slot else ((),) * treedef.num_leaves
     return [tuple(x for x in s if x is not None) for s in per_leaf]
 
 

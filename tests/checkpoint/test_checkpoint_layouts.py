@@ -84,7 +84,7 @@ def test_slots_view_is_the_same_on_every_layout(trained, name):
                 if name != "dcasgd" or slot != "momentum":
                     assert x.shape == want.shape, (pname, slot)
         # the same values on every layout (to float32 round-off: FMA contraction)
-        for a, b in zip(jax.tree.leaves(view), jax.tree.leaves(views[0])):
+        for a, b in zip(jax.tree.leaves(view), jax.tree.leaves(views[0]), strict=True):
             np.testing.assert_allclose(
                 np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=1e-5, atol=1e-7
             )

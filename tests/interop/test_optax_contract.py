@@ -298,7 +298,7 @@ def _fixed(name: str, layout: str) -> dict:
 def _close(a, b):
     a, b = optax.tree_utils.tree_unwrap_random_key_data((a, b))
     assert jax.tree.structure(a) == jax.tree.structure(b)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-7)
 
 
