@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -99,7 +100,9 @@ def to_optax(opt: Optimizer) -> optax.GradientTransformationExtraArgs:
             tuple((jnp.shape(x), jnp.result_type(x)) for x in jax.tree.leaves(params)),
         )
         if key not in layouts:
-            layouts[key] = jax.eval_shape(opt.init, params)
+            with warnings.catch_warnings():  # init's advice was given by tx.init
+                warnings.simplefilter("ignore")
+                layouts[key] = jax.eval_shape(opt.init, params)
         expected = layouts[key]
         treedef = jax.tree.structure(expected)
         if jax.tree.structure(state) == treedef:

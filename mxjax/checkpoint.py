@@ -426,7 +426,7 @@ def _unflatten(
             f"expected: {extra or 'none'}"
         )
     leaves = []
-    for path, (_, like_leaf) in zip(want, flat):
+    for path, (_, like_leaf) in zip(want, flat, strict=True):
         i = got[path]
         spec = specs[i]
         shape, dtype = _leaf_spec(like_leaf)

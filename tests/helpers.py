@@ -86,3 +86,19 @@ def representative_cases(cases: list[tuple[str, str]]) -> set[tuple[str, str]]:
             picked.add((name, cid))
             todo -= by_case[cid]
     return picked
+
+
+def bits(x) -> np.ndarray:
+    """The raw bits of an array (exact comparison, NaN-safe, any dtype)."""
+    a = np.asarray(x)
+    return a.view(f"uint{8 * a.dtype.itemsize}") if a.dtype.kind in "fV" else a
+
+
+def assert_bit_identical(got, want) -> None:
+    """Same tree structure, and every leaf of the same dtype and bits."""
+    import jax
+
+    assert jax.tree.structure(got) == jax.tree.structure(want)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        assert np.asarray(g).dtype == np.asarray(w).dtype
+        np.testing.assert_array_equal(bits(g), bits(w))

@@ -21,8 +21,12 @@ base class owns:
 Kernels never walk the tree: the base applies them leaf by leaf, so the same kernels can be
 applied to other layouts of the same data.
 
-State layout: each leaf's slots keep the leaf's shape (as optax's do). To update in
-place, jit with :func:`jit_update`: it donates params and state in the order JAX pairs
+State layout: ``state.slots`` is ``{slot name: params-shaped tree}`` and each slot keeps
+its leaf's shape, dtype-stable type and sharding (as optax's states do, so
+``optax.tree_utils.tree_map_params`` and explicit sharding work); ``opt.slots(state)``
+and ``opt.state_from_slots`` convert to and from ``{parameter: {slot: array}}`` on every
+layout. Gradients of another float dtype are cast to the leaf's compute dtype. To update
+in place, jit with :func:`jit_update`: it donates params and state in the order JAX pairs
 donated inputs with outputs, so XLA writes every buffer in place with no copies.
 ``jax.jit(opt.update, donate_argnums=(1, 2))`` works too, but JAX then pairs each new
 parameter with a donated *state* buffer of the same shape (the state argument comes
@@ -620,7 +624,7 @@ def _as_compute(infos: list[_Leaf], g_leaves: list) -> list:
     float dtype (bfloat16 gradients of float32 parameters) is cast, as optax computes
     in the parameter's dtype. Gradients of the right dtype are untouched."""
     out = []
-    for info, g in zip(infos, g_leaves):
+    for info, g in zip(infos, g_leaves, strict=True):
         g = jnp.asarray(g)
         out.append(g if g.dtype in (info.dtype, info.compute) else g.astype(info.compute))
     return out
@@ -653,7 +657,7 @@ def _slots_per_leaf(treedef: Any, slots: PyTree, names: tuple[str, ...]) -> list
             "state.slots does not match the params' tree: was the state made by "
             f"init() on other parameters? ({str(e)[:300]})"
         ) from None
-    per_leaf = zip(*per_slot) if per_slot else ((),) * treedef.num_leaves
+    per_leaf = zip(*per_slot, strict=True) if per_slot else ((),) * treedef.num_leaves
     return [tuple(x for x in s if x is not None) for s in per_leaf]
 
 
@@ -955,11 +959,12 @@ def from_rule(
             f"are {sorted(Common.__annotations__)}"
         )
     cfg = _config(rule, learning_rate, common)
-    if len(set(rule.slots)) != len(rule.slots) or MASTER in rule.slots or not all(
-        isinstance(k, str) for k in rule.slots
-    ):
+    if not all(isinstance(k, str) for k in rule.slots):
+        raise TypeError(f"Rule.slots must be names (str), got {rule.slots!r}")
+    if len(set(rule.slots)) != len(rule.slots) or MASTER in rule.slots:
         raise ValueError(
-            f"Rule.slots must be distinct names (str), not {MASTER!r}; got {rule.slots!r}"
+            f"Rule.slots must be distinct names other than {MASTER!r} (the state keys "
+            f"slots by name), got {rule.slots!r}"
         )
 
     layout = _multi_layout(rule, cfg) if cfg.multi_tensor and rule.flat_state else (

@@ -16,7 +16,9 @@ def _init_history(w: jax.Array) -> tuple[jax.Array]:
             f"groupadagrad supports only 2-D weights (rows, columns), as MXNet's "
             f"GroupAdaGrad; got a parameter of shape {tuple(w.shape)}"
         )
-    return (jnp.zeros((w.shape[0], 1), jnp.float32),)
+    # shaped (and, under explicit sharding, sharded) as the kernel's row means
+    rows = jnp.mean(w, axis=-1, keepdims=True)
+    return (jnp.zeros_like(rows, dtype=jnp.promote_types(jnp.float32, w.dtype)),)
 
 
 def groupadagrad(

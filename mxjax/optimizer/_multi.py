@@ -109,9 +109,9 @@ class MultiSlots(NamedTuple):
         (slices of the flat buffers): ``Optimizer.slots``."""
         lay, names = self.leaves.layout, self.leaves.names
         per_leaf: dict[int, tuple] = {}
-        for members, flat in zip(lay.groups, self.groups):
+        for members, flat in zip(lay.groups, self.groups, strict=True):
             starts = np.cumsum([0, *numels(lay.shapes[j] for j in members)])
-            for j, a, b in zip(members, starts[:-1], starts[1:]):
+            for j, a, b in zip(members, starts[:-1], starts[1:], strict=True):
                 per_leaf[j] = tuple(
                     lax.slice(x.reshape(-1), (int(a),), (int(b),)).reshape(lay.shapes[j])
                     for x in flat
@@ -136,7 +136,7 @@ class MultiSlots(NamedTuple):
         grouped = {j for members in lay.groups for j in members}
         ungrouped = [tuple(get(j)) for j in range(len(lay.names)) if j not in grouped]
         groups = []
-        for members, flat in zip(lay.groups, self.groups):
+        for members, flat in zip(lay.groups, self.groups, strict=True):
             per_leaf = [get(j) for j in members]
             groups.append(
                 tuple(

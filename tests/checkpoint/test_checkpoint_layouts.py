@@ -16,6 +16,7 @@ import pytest
 
 import mxjax as mx
 from mxjax import checkpoint
+from tests.helpers import assert_bit_identical, bits
 
 DATA = Path(__file__).with_name("data")
 LAYOUTS = ("leaf", "multi", "packed")
@@ -32,18 +33,6 @@ CASES = {  # rule kinds: elementwise, per-leaf scalars, an init_slots, global ex
     "dcasgd": {"momentum": 0.9, "multi_precision": True},
     "nadam": {},
 }
-
-
-def bits(x) -> np.ndarray:
-    a = np.asarray(x)
-    return a.view(f"uint{8 * a.dtype.itemsize}") if a.dtype.kind in "fV" else a
-
-
-def assert_same_bits(got, want):
-    assert jax.tree.structure(got) == jax.tree.structure(want)
-    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
-        assert np.asarray(g).dtype == np.asarray(w).dtype
-        np.testing.assert_array_equal(bits(g), bits(w))
 
 
 def make(name: str, layout: str):
@@ -95,7 +84,7 @@ def test_slots_view_is_the_same_on_every_layout(trained, name):
                 if name != "dcasgd" or slot != "momentum":
                     assert x.shape == want.shape, (pname, slot)
         # the same values on every layout (to float32 round-off: FMA contraction)
-        for a, b in zip(jax.tree.leaves(view), jax.tree.leaves(views[0])):
+        for a, b in zip(jax.tree.leaves(view), jax.tree.leaves(views[0]), strict=True):
             np.testing.assert_allclose(
                 np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=1e-5, atol=1e-7
             )
@@ -107,7 +96,7 @@ def test_state_from_slots_inverts_slots(trained, name, layout):
     p, s, view = trained[name, layout]
     opt, _ = make(name, layout)
     rebuilt = opt.state_from_slots(view, p, count=s.count, extra=s.extra)
-    assert_same_bits(rebuilt, s)
+    assert_bit_identical(rebuilt, s)
 
 
 def test_state_from_slots_names_what_is_wrong():
@@ -138,8 +127,8 @@ def test_a_checkpoint_crosses_layouts(trained, tmp_path, name):
             ck = checkpoint.load(
                 tmp_path / f"{a}.npz", optimizer=opt_b, like_params=PARAMS
             )
-            assert_same_bits(opt_b.slots(ck.state), view_a)
-            assert_same_bits((ck.state.count, ck.state.extra), (s_a.count, s_a.extra))
+            assert_bit_identical(opt_b.slots(ck.state), view_a)
+            assert_bit_identical((ck.state.count, ck.state.extra), (s_a.count, s_a.extra))
             assert jax.tree.structure(ck.state) == jax.tree.structure(
                 trained[name, b][1]
             )
@@ -148,7 +137,7 @@ def test_a_checkpoint_crosses_layouts(trained, tmp_path, name):
             back = checkpoint.load(tmp_path / "b.npz", optimizer=opt_a, like_params=PARAMS)
             got = run(opt_a, pack_a, pack_a(back.params), back.state, 2)
             want = run(opt_a, pack_a, p_a, s_a, 2)
-            assert_same_bits(got, want)
+            assert_bit_identical(got, want)
 
 
 def test_checkpoint_stores_the_state_by_parameter_name(tmp_path):

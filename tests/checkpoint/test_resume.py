@@ -16,22 +16,10 @@ from ckpt_cases import CASES, make, train
 
 import mxjax as mx
 from mxjax import checkpoint
+from tests.helpers import assert_bit_identical, bits
 
 K, N = 4, 9
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def bits(x) -> np.ndarray:
-    """The raw bits of an array (exact comparison, NaN-safe, any dtype)."""
-    a = np.asarray(x)
-    return a.view(f"uint{8 * a.dtype.itemsize}") if a.dtype.kind in "fV" else a
-
-
-def assert_bit_identical(got, want):
-    assert jax.tree.structure(got) == jax.tree.structure(want)
-    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
-        assert np.asarray(g).dtype == np.asarray(w).dtype
-        np.testing.assert_array_equal(bits(g), bits(w))
 
 
 @pytest.fixture(scope="module")

@@ -292,3 +292,45 @@ def test_user_optimizer_from_a_kernel_registers_and_runs():
 def test_unknown_optimizer_name_lists_valid_names():
     with pytest.raises(ValueError, match="adam.*sgd"):
         mx.optimizer.create("adamz")
+
+
+@pytest.mark.parametrize("multi_tensor", [False, True])
+def test_python_floats_and_numpy_float64_leaves_are_taken_as_jax_takes_them(multi_tensor):
+    """A Python float is a float32 scalar, a NumPy float64 array float32 (without
+    jax_enable_x64): the same step as on float32 arrays (issue 18 item 5, 19 item 7)."""
+    opt = mx.optimizer.adam(learning_rate=0.1, multi_tensor=multi_tensor)
+    loose = {"a": 1.0, "b": np.array([0.5, -2.0])}
+    exact = {"a": jnp.float32(1.0), "b": jnp.array([0.5, -2.0], jnp.float32)}
+    got = opt.update(loose, opt.init(loose), loose)
+    want = opt.update(exact, opt.init(exact), exact)
+    assert jax.tree.structure(got) == jax.tree.structure(want)
+    for x, y in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        assert x.dtype == y.dtype and x.shape == y.shape
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize(
+    "leaf,match",
+    [
+        (np.ones(2, np.int32), r"parameter 'bad' has dtype int32; expected a floating"),
+        ("w", r"parameter 'bad' has type str; expected a floating"),
+        (np.ones(2, np.complex64), r"parameter 'bad' has dtype complex64"),
+    ],
+)
+def test_leaves_that_are_not_real_floats_are_refused_in_one_line(leaf, match):
+    opt = mx.optimizer.adam(multi_tensor=True)
+    params = {"ok": jnp.ones(2), "bad": leaf}
+    for call in (opt.init, opt.pack):
+        with pytest.raises(TypeError, match=match):
+            call(params)
+
+
+@pytest.mark.parametrize(
+    "slots,error",
+    [(("m", "m"), ValueError), (("weight_master_copy",), ValueError), ((1,), TypeError)],
+)
+def test_rule_slot_names_must_be_distinct_names(slots, error):
+    """The state keys each slot tree by its name."""
+    rule = mx.optimizer.Rule(lambda w, g, s, h: (w, s), slots=slots)
+    with pytest.raises(error, match="Rule.slots"):
+        mx.optimizer.from_rule(rule)
