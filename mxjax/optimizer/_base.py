@@ -683,7 +683,9 @@ def _expected_slots(
 
 
 def _check_slots(rule: Rule, info: _Leaf, w: jax.Array, slots: Any) -> None:
-    want = _expected_slots(rule, info, tuple(jnp.shape(w)), jnp.result_type(w))
+    # The slots do not depend on the name or the multipliers: one entry per leaf kind.
+    kind = info._replace(name="", lr_mult=1.0, wd_mult=1.0)
+    want = _expected_slots(rule, kind, tuple(jnp.shape(w)), jnp.result_type(w))
     got = (
         tuple((tuple(jnp.shape(x)), str(jnp.result_type(x))) for x in slots)
         if isinstance(slots, tuple)
@@ -757,11 +759,14 @@ def apply_rule(
     extra: Any,
     index: int,
     num_leaves: int,
+    scalars: dict | None = None,
 ) -> tuple[jax.Array, Slots]:
     """One leaf (or one multi-tensor group) through MXNet's preamble and the kernel.
 
     ``w`` may be ``None`` under a master copy (the last slot). Returns the new weight in
-    the leaf's dtype and the new slots (master copy last).
+    the leaf's dtype and the new slots (master copy last). ``scalars``, shared by the
+    leaves of one step, keeps each distinct (lr_mult, wd_mult, dtype)'s rates, so they
+    are traced once per step rather than once per leaf.
     """
     slots = tuple(slots)
     if info.master:
@@ -771,9 +776,18 @@ def apply_rule(
         w_c = jnp.asarray(w).astype(info.compute)
     g_c = jnp.asarray(g).astype(info.compute)
     decay = cfg.wd * info.wd_mult != 0.0
+    key = (info.lr_mult, info.wd_mult, info.compute)
+    if scalars is None or key not in scalars:
+        rates = (
+            (lr * info.lr_mult if info.lr_mult != 1.0 else lr).astype(info.compute),
+            jnp.asarray(cfg.wd * info.wd_mult, info.compute),
+        )
+        if scalars is not None:
+            scalars[key] = rates
+    lr_leaf, wd_leaf = rates if scalars is None else scalars[key]
     h = Hyper(
-        lr=(lr * info.lr_mult if info.lr_mult != 1.0 else lr).astype(info.compute),
-        wd=jnp.asarray(cfg.wd * info.wd_mult, info.compute),
+        lr=lr_leaf,
+        wd=wd_leaf,
         t=t,
         index=index,
         name=info.name,
@@ -836,11 +850,13 @@ class _PerLeaf:
         slots: PyTree,
         **kw: Any,
     ) -> tuple[list, PyTree]:
-        new_params, new_slots = [], []
+        new_params, new_slots, scalars = [], [], {}
         per_leaf = _slots_per_leaf(treedef, slots, self.names)
+        n = len(p_leaves)
         for j, (info, w, g, s) in enumerate(zip(infos, p_leaves, g_leaves, per_leaf)):
             w_new, s_new = apply_rule(
-                self.rule, self.cfg, info, w, g, s, index=j, num_leaves=len(p_leaves), **kw
+                self.rule, self.cfg, info, w, g, s, index=j, num_leaves=n,
+                scalars=scalars, **kw,
             )
             new_params.append(w_new)
             new_slots.append(s_new)

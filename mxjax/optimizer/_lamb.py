@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from ._adam import check_betas
 from .._validate import flag
 from ._base import Hyper, Optimizer, Rule, Slots, check_range, from_rule, pow_f32
+from ._base import unfused
 from ._trust import check_bounds, clamp_norm, l2_norm, safe_div
 
 
@@ -82,7 +83,8 @@ def lamb(
         r1 = clamp_norm(l2_norm(w), lower_bound, upper_bound)
         r2 = l2_norm(u)
         ratio = safe_div(r1, r2, (r1 != 0) & (r2 != 0)).astype(dt)
-        return w - (h.lr * ratio) * u, (mean, var)
+        # XLA's CPU -O0 code contracted this into an FMA on some threads only
+        return w - unfused((h.lr * ratio) * u), (mean, var)
 
     # Not elementwise: the trust ratio needs the whole leaf's norms (per-leaf scalars).
     return from_rule(

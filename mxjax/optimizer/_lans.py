@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from ._adam import check_betas
 from ._base import Hyper, Optimizer, Rule, Slots, check_range, from_rule, pow_f32
+from ._base import unfused
 from ._trust import check_bounds, clamp_norm, l2_norm, safe_div
 
 
@@ -80,7 +81,9 @@ def lans(
         rm, rg = l2_norm(u_m), l2_norm(u_g)
         r_m = safe_div(r1, rm, (r1 != 0) & (rm != 0)) * b1
         r_g = safe_div(r1, rg, (r1 != 0) & (rg != 0)) * (1 - b1)
-        return w - ((h.lr * r_m) * u_m + (h.lr * r_g) * u_g), (mean, var)
+        # no FMA contraction, which XLA's CPU -O0 code applied on some threads
+        step = unfused((h.lr * r_m) * u_m) + unfused((h.lr * r_g) * u_g)
+        return w - step, (mean, var)
 
     # Not elementwise: the gradient normalisation and the trust ratios need whole-leaf
     # norms. Moments are float32 (state_dtype), so the kernel computes in float32.

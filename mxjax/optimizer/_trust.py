@@ -2,20 +2,59 @@
 
 The norms reduce over every axis of the leaf. They are computed in float32 (as MXNet's
 ``multi_sum_sq``) and have a zero gradient at zero (so ``jax.grad`` through an update of an all-zero leaf stays finite).
+Their bits do not depend on how many threads XLA has, so a resumed run gives the same
+bits on another machine: see :func:`sum_squares`.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from ._base import check_range
 
 
+# A leaf of more elements is summed as SLABS partial sums (below 4096 elements a plain
+# sum stays on one thread: XLA hands no smaller reduction to YNNPACK).
+SMALL = 1024
+SLABS = 8
+
+
+def sum_squares(x: jax.Array) -> jax.Array:
+    """``sum(x**2)`` over all axes, in float32, in an order no thread count changes.
+
+    A leaf of at most :data:`SMALL` elements is one plain sum. A larger one is cut (flat,
+    zero-padded) into :data:`SLABS` equal contiguous slabs, summed by one reduction with
+    a result per slab, and the slab sums are added in slab order. XLA's CPU backend
+    splits a reduction across threads only over its results (here scalars), and no
+    library takes over a reduction of several operands. A plain ``jnp.sum`` of 4096
+    elements or more goes to YNNPACK, which splits the summed axis by the number of
+    threads: 1 and 2 cores gave different bits for about 1 leaf in 4 (and XLA folds a
+    sum of partial sums back into one sum, so a two-stage ``jnp.sum`` does not help).
+    The slabs also give the loop independent chains of additions, so it stays fast.
+    """
+    x = x.astype(jnp.float32).reshape(-1)
+    n = x.size
+    if n <= SMALL:
+        return jnp.sum(x * x)
+    per = -(-n // SLABS)
+    sq = jnp.pad(x * x, (0, SLABS * per - n)).reshape(SLABS, per)
+    sums = lax.reduce(
+        tuple(sq[i] for i in range(SLABS)),
+        (jnp.float32(0),) * SLABS,
+        lambda a, b: tuple(p + q for p, q in zip(a, b)),
+        (0,),
+    )
+    total = sums[0]
+    for s in sums[1:]:
+        total = total + s
+    return total
+
+
 def l2_norm(x: jax.Array) -> jax.Array:
     """``sqrt(sum(x**2))`` over all axes, in float32, with a finite gradient at 0."""
-    x = x.astype(jnp.float32)
-    ss = jnp.sum(x * x)
+    ss = sum_squares(x)
     pos = ss > 0
     return jnp.where(pos, jnp.sqrt(jnp.where(pos, ss, 1.0)), 0.0)
 
