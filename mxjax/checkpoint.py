@@ -80,7 +80,8 @@ from ._npz import Member, open_npz
 from ._typing import Params, PyTree
 from .optimizer import Optimizer, OptState
 from .optimizer import registry as optimizer_registry
-from .optimizer._base import COMMON_DEFAULTS, MASTER, fill_slots, slots_view
+from .optimizer._contract import COMMON_DEFAULTS, MASTER
+from .optimizer._layout import fill_slots, slots_view
 
 __all__ = ["Checkpoint", "CheckpointError", "describe", "load", "save"]
 

@@ -44,8 +44,7 @@ from . import initializer as _init
 from . import lr_scheduler as _sched
 from . import optimizer as _opt
 from . import training as _tr
-from .optimizer._base import COMMON_DEFAULTS, Common
-
+from .optimizer._contract import COMMON_DEFAULTS, Common
 
 DEFAULT_OPTIMIZER = "sgd:learning_rate=0.1"
 DEFAULT_INIT = "uniform:scale=1.0"

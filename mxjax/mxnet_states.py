@@ -59,7 +59,7 @@ from . import optimizer as _opt
 from ._names import leaf_names
 from ._typing import Params
 from .nd._pickle import MXNET2_CLASSES, MXNetStatesError, Record, decode
-from .optimizer._base import OptState
+from .optimizer._contract import OptState
 
 __all__ = ["MXNetStates", "MXNetStatesError", "load_states", "symbol_param_order"]
 

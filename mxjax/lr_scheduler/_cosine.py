@@ -9,9 +9,9 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from .._validate import real
 from ._base import LRScheduler, set_fields
 from ._poly import blend, check_max_update, fractions
-from .._validate import real
 from ._warmup import WarmupMode, as_num_update
 
 

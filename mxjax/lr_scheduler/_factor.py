@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from ._base import LRScheduler, set_fields
 from .._validate import INT32_MAX, integer, real
+from ._base import LRScheduler, set_fields
 from ._warmup import WarmupMode, as_num_update
 
 _TINY = 1e-46  # below float32's smallest subnormal: b * factor**k is 0 in float32

@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from ._base import LRScheduler, set_fields
 from .._validate import INT32_MAX, fail, integer, interval, real
+from ._base import LRScheduler, set_fields
 from ._warmup import WarmupMode, as_num_update
 
 

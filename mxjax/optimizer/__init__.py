@@ -18,36 +18,36 @@ from ._adagrad import adagrad as adagrad
 from ._adam import adam as adam
 from ._adamax import adamax as adamax
 from ._adamw import adamw as adamw
-from ._base import Common as Common
-from ._base import Hyper as Hyper
-from ._base import Optimizer as Optimizer
-from ._base import OptState as OptState
-from ._base import Rule as Rule
 from ._base import from_rule as from_rule
 from ._base import jit_update as jit_update
-from ._base import one_minus_pow as one_minus_pow
-from ._base import rescale_clip as rescale_clip
 from ._classes import NamedOptimizer as NamedOptimizer
 from ._classes import named
-from ._updater import Updater as Updater
-from ._updater import get_updater as get_updater
+from ._contract import Common as Common
+from ._contract import Hyper as Hyper
+from ._contract import Optimizer as Optimizer
+from ._contract import OptState as OptState
+from ._contract import Rule as Rule
 from ._dcasgd import dcasgd as dcasgd
 from ._ftml import ftml as ftml
 from ._ftrl import ftrl as ftrl
 from ._groupadagrad import groupadagrad as groupadagrad
+from ._kernel_math import one_minus_pow as one_minus_pow
+from ._kernel_math import rescale_clip as rescale_clip
 from ._lamb import lamb as lamb
-from ._multi import MultiSlots as MultiSlots
-from ._packed import Packed as Packed
 from ._lans import lans as lans
 from ._lars import lars as lars
 from ._lbsgd import lbsgd as lbsgd
+from ._multi import MultiSlots as MultiSlots
 from ._nadam import nadam as nadam
 from ._nag import nag as nag
+from ._packed import Packed as Packed
 from ._rmsprop import rmsprop as rmsprop
 from ._sgd import sgd as sgd
 from ._sgld import sgld as sgld
-from ._verify import FastPathFallbackWarning as FastPathFallbackWarning
 from ._signum import signum as signum
+from ._updater import Updater as Updater
+from ._updater import get_updater as get_updater
+from ._verify import FastPathFallbackWarning as FastPathFallbackWarning
 
 
 def ccsgd(**kwargs):

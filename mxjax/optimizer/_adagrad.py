@@ -7,7 +7,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ._base import Hyper, Optimizer, Rule, Slots, check_range, from_rule
+from .._validate import real as check_range
+from ._base import from_rule
+from ._contract import Hyper, Optimizer, Rule, Slots
 
 
 def adagrad(learning_rate: float | None = None, eps: float = 1e-7, **common: Any) -> Optimizer:

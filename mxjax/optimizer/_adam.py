@@ -8,7 +8,10 @@ import jax
 import jax.numpy as jnp
 
 from .._validate import flag
-from ._base import Hyper, Optimizer, Rule, Slots, check_range, from_rule, one_minus_pow
+from .._validate import real as check_range
+from ._base import from_rule
+from ._contract import Hyper, Optimizer, Rule, Slots
+from ._kernel_math import one_minus_pow
 
 
 def check_betas(**betas: float) -> None:

@@ -8,7 +8,9 @@ import jax
 import jax.numpy as jnp
 
 from ._adam import check_betas
-from ._base import Hyper, Optimizer, Rule, Slots, from_rule, one_minus_pow
+from ._base import from_rule
+from ._contract import Hyper, Optimizer, Rule, Slots
+from ._kernel_math import one_minus_pow
 
 
 def adamax(

@@ -7,17 +7,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ._adam import bias_corrected_lr, check_betas
 from .._validate import flag
-from ._base import (
-    Hyper,
-    Optimizer,
-    Rule,
-    Slots,
-    check_range,
-    from_rule,
-    unfused,
-)
+from .._validate import real as check_range
+from ._adam import bias_corrected_lr, check_betas
+from ._base import from_rule
+from ._contract import Hyper, Optimizer, Rule, Slots
+from ._rounding import unfused
 
 
 def adamw(

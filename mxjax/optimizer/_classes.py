@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from ._base import Optimizer
+from ._contract import Optimizer
 
 
 class NamedOptimizer(Optimizer):

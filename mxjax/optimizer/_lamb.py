@@ -7,10 +7,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ._adam import check_betas
 from .._validate import flag
-from ._base import Hyper, Optimizer, Rule, Slots, check_range, from_rule, pow_f32
-from ._base import unfused
+from .._validate import real as check_range
+from ._adam import check_betas
+from ._base import from_rule
+from ._contract import Hyper, Optimizer, Rule, Slots
+from ._kernel_math import pow_f32
+from ._rounding import unfused
 from ._trust import check_bounds, clamp_norm, l2_norm, safe_div
 
 

@@ -8,7 +8,10 @@ import jax
 import jax.numpy as jnp
 
 from .._validate import flag
-from ._base import Hyper, Optimizer, Rule, Slots, check_range, from_rule, rescale_clip
+from .._validate import real as check_range
+from ._base import from_rule
+from ._contract import Hyper, Optimizer, Rule, Slots
+from ._kernel_math import rescale_clip
 from ._sgd import _check_momentum, sgd_kernel
 from ._trust import l2_norm, safe_div
 

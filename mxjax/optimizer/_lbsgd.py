@@ -8,16 +8,11 @@ from typing import Any, Literal, get_args
 import jax
 import jax.numpy as jnp
 
-from ._base import (
-    Hyper,
-    Optimizer,
-    Rule,
-    Slots,
-    from_rule,
-    rescale_clip,
-    resolve_learning_rate,
-)
 from .._validate import INT32_MAX, choice, fail, integer, interval
+from ._base import from_rule
+from ._contract import Hyper, Optimizer, Rule, Slots
+from ._kernel_math import rescale_clip
+from ._learning_rate import resolve_learning_rate
 from ._sgd import _check_momentum, sgd_kernel
 
 WarmupStrategy = Literal["linear", "power2", "sqrt", "lars"]

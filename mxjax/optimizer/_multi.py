@@ -45,18 +45,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._base import (
-    Rule,
-    _Config,
-    _expected_slots,
-    _init_leaf,
-    _Leaf,
-    _slot_names,
-    apply_rule,
-    needs_values,
-)
+from ._contract import Rule
 from ._fused import run_group, run_packed
+from ._layout import _expected_slots, _init_leaf, _slot_names, needs_values
 from ._packed import Layout, numels
+from ._preamble import _Config, _Leaf, apply_rule
 from ._verify import Paths
 
 _MAX_GROUP = 2**31 - 1  # elements in one flat buffer

@@ -40,6 +40,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from .._validate import real as check_range
+from ._learning_rate import resolve_learning_rate
+
 _BASE_ARGS = (
     "rescale_grad",
     "param_idx2name",
@@ -136,7 +139,6 @@ def _mxnet_base_init(
     param_dict: Any = None,
 ) -> None:
     """MXNet 1.9.1's ``Optimizer.__init__``, attribute for attribute."""
-    from ._base import check_range, resolve_learning_rate
 
     if sym is not None or param_dict is not None:
         raise ValueError(

@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 
 from .._typing import Grads, Params
-from ._base import OptState, _flatten_named
+from ._contract import OptState
+from ._preamble import _flatten_named
 
 _STEP_ATTRS = ("num_update", "_index_update_count", "_all_index_update_counts", "idx2name")
 

@@ -9,17 +9,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from .._validate import real as check_range
 from ._adam import check_betas
-from ._base import (
-    Hyper,
-    Optimizer,
-    Rule,
-    Slots,
-    check_range,
-    from_rule,
-    int_pow,
-    one_minus_pow,
-)
+from ._base import from_rule
+from ._contract import Hyper, Optimizer, Rule, Slots
+from ._kernel_math import int_pow, one_minus_pow
 
 
 def nadam(

@@ -6,7 +6,8 @@ from typing import Any
 
 import jax
 
-from ._base import Hyper, Optimizer, Rule, Slots, from_rule
+from ._base import from_rule
+from ._contract import Hyper, Optimizer, Rule, Slots
 from ._sgd import _check_momentum
 
 

@@ -7,7 +7,9 @@ from typing import Any
 import jax
 
 from .._validate import flag
-from ._base import Hyper, Optimizer, Rule, Slots, check_range, from_rule
+from .._validate import real as check_range
+from ._base import from_rule
+from ._contract import Hyper, Optimizer, Rule, Slots
 
 
 def _check_momentum(momentum: float) -> float:

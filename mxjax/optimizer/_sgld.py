@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from .._validate import integer
-from ._base import Hyper, Optimizer, Rule, Slots, from_rule
+from ._base import from_rule
+from ._contract import Hyper, Optimizer, Rule, Slots
 
 
 def sgld(learning_rate: float | None = None, seed: int = 0, **common: Any) -> Optimizer:

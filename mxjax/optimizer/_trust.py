@@ -12,8 +12,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._base import check_range
-
+from .._validate import real as check_range
 
 # A leaf of more elements is summed as SLABS partial sums (below 4096 elements a plain
 # sum stays on one thread: XLA hands no smaller reduction to YNNPACK).

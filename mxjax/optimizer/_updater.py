@@ -22,7 +22,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ._base import LOW_PRECISION, Optimizer, OptState
+from ._contract import LOW_PRECISION, Optimizer, OptState
 
 
 class Updater:

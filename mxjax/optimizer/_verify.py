@@ -54,8 +54,9 @@ from jax import export
 from jax.extend import core as jcore
 
 from .. import _kernels
-from ._base import Rule, _Config, _Leaf, apply_rule
+from ._contract import Rule
 from ._fused import Program, compile_group
+from ._preamble import _Config, _Leaf, apply_rule
 
 Path = Literal["kernel", "concat", "slices"]
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from .._typing import Params, PyTree, Schedule
 from ..optimizer import Optimizer
-from ..optimizer._base import resolve_learning_rate
+from ..optimizer._learning_rate import resolve_learning_rate
 
 PROGRESS_MIN_STEPS = 1000
 """``progress=None`` shows a bar only on a TTY, for runs of at least this many steps."""

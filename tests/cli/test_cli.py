@@ -15,7 +15,7 @@ import pytest
 
 import mxjax as mx
 from mxjax import cli
-from mxjax.optimizer._base import Common
+from mxjax.optimizer._contract import Common
 from tests.helpers import ROOT
 
 SHORT = ["--epochs", "1", "--max-steps", "2", "--out", "none"]

@@ -13,7 +13,7 @@ import pytest
 from lr_cases import assert_close, load
 
 from mxjax import lr_scheduler, optimizer
-from mxjax.optimizer._base import resolve_learning_rate
+from mxjax.optimizer._learning_rate import resolve_learning_rate
 
 WARM = {"base_lr": 0.1, "warmup_steps": 6, "warmup_begin_lr": 0.01}
 CONFIGS = [

@@ -26,7 +26,7 @@ import pytest
 
 import mxjax as mx
 from mxjax.optimizer import MultiSlots, _fused
-from mxjax.optimizer._base import unfused
+from mxjax.optimizer._rounding import unfused
 from tests.helpers import kernel_loops
 
 F32 = np.float32

@@ -17,7 +17,7 @@ import pytest
 
 import mxjax as mx
 from mxjax.optimizer import FastPathFallbackWarning, Rule, _fused, _verify
-from mxjax.optimizer._base import slots_view
+from mxjax.optimizer._layout import slots_view
 
 KERNEL = _fused._kernels.available()
 

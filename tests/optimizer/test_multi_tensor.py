@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 
 import mxjax as mx
-from mxjax.optimizer import FastPathFallbackWarning, MultiSlots
-from mxjax.optimizer import _fused
+from mxjax.optimizer import FastPathFallbackWarning, MultiSlots, _fused
 from mxjax.optimizer._multi import plan
 from tests.helpers import kernel_loops
 
@@ -329,7 +328,7 @@ def test_eligible_optimizers() -> None:
 
 def test_int_pow_traced_equals_static_bitwise() -> None:
     """Nadam's per-leaf schedule: the same bits from a static and a traced exponent."""
-    from mxjax.optimizer._base import int_pow
+    from mxjax.optimizer._kernel_math import int_pow
 
     mu = jnp.float32(0.89641)
     traced = jax.jit(jax.vmap(lambda n: int_pow(mu, n, 3000)))(jnp.arange(3000))

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import mxjax as mx
 from mxjax import initializer as I
 from mxjax import lr_scheduler as L
-from mxjax.optimizer._base import Common
+from mxjax.optimizer._contract import Common
 from tests.helpers import ROOT
 
 DOC = ROOT / "docs" / "validation.md"
