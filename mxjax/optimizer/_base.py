@@ -922,6 +922,44 @@ def fill_slots(template: PyTree, by_param: Mapping) -> PyTree:
     }
 
 
+def from_slots(
+    init: Callable[[Params], OptState],
+    begin_num_update: int,
+    init_extra: Callable[[], PyTree],
+    check_extra: Callable[[PyTree], None] = lambda extra: None,
+) -> Callable[..., OptState]:
+    """``Optimizer.state_from_slots`` of an optimizer whose ``init`` is ``init``: its
+    state's layout for ``params`` (as shapes), filled from ``slots``; ``count`` and
+    ``extra`` default to ``begin_num_update`` and ``init_extra()``."""
+
+    def state_from_slots(
+        slots: Mapping[str, Mapping[str, Any]],
+        params: Params,
+        *,
+        count: Any = None,
+        extra: PyTree = None,
+        skipped: Any = 0,
+    ) -> OptState:
+        if not isinstance(slots, Mapping):
+            raise TypeError(
+                f"slots must be {{parameter name: {{slot name: array}}}}, got "
+                f"{type(slots).__name__}"
+            )
+        with warnings.catch_warnings():  # init's warning is for init's callers
+            warnings.simplefilter("ignore")
+            template = jax.eval_shape(init, params)
+        state = OptState(
+            count=jnp.asarray(begin_num_update if count is None else count, jnp.int32),
+            slots=fill_slots(template.slots, slots),
+            extra=init_extra() if extra is None else extra,
+            skipped=jnp.asarray(skipped, jnp.int32),
+        )
+        check_extra(state.extra)
+        return state
+
+    return state_from_slots
+
+
 def _multi_layout(rule: Rule, cfg: _Config) -> Any:
     from ._multi import MultiTensor  # the multi-tensor layout builds on this module
 
@@ -1065,33 +1103,6 @@ def from_rule(
         _check_state(state)
         return slots_view(state.slots)
 
-    def state_from_slots(
-        slots: Mapping[str, Mapping[str, Any]],
-        params: Params,
-        *,
-        count: Any = None,
-        extra: PyTree = None,
-        skipped: Any = 0,
-    ) -> OptState:
-        if not isinstance(slots, Mapping):
-            raise TypeError(
-                f"slots must be {{parameter name: {{slot name: array}}}}, got "
-                f"{type(slots).__name__}"
-            )
-        with warnings.catch_warnings():  # init's warning is for init's callers
-            warnings.simplefilter("ignore")
-            template = jax.eval_shape(init, params)
-        state = OptState(
-            count=jnp.asarray(cfg.begin_num_update if count is None else count, jnp.int32),
-            slots=fill_slots(template.slots, slots),
-            extra=(None if rule.init_extra is None else rule.init_extra())
-            if extra is None
-            else extra,
-            skipped=jnp.asarray(skipped, jnp.int32),
-        )
-        _check_extra(rule, state.extra)
-        return state
-
     hp = dict(hyperparams or {})
     if learning_rate is not None:
         hp.setdefault("learning_rate", learning_rate)
@@ -1104,7 +1115,12 @@ def from_rule(
         rule=rule,
         pack=pack,
         slots=slots,
-        state_from_slots=state_from_slots,
+        state_from_slots=from_slots(
+            init,
+            cfg.begin_num_update,
+            lambda: None if rule.init_extra is None else rule.init_extra(),
+            lambda extra: _check_extra(rule, extra),
+        ),
     )
 
 
