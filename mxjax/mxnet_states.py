@@ -59,7 +59,7 @@ from . import optimizer as _opt
 from ._names import leaf_names
 from ._typing import Params
 from .nd._pickle import MXNET2_CLASSES, MXNetStatesError, Record, decode
-from .optimizer._contract import OptState
+from .optimizer._contract import MASTER, OptState
 
 __all__ = ["MXNetStates", "MXNetStatesError", "load_states", "symbol_param_order"]
 
@@ -148,32 +148,53 @@ def _slots(name: str, state: Any, opt_name: str, master: bool, where: str) -> li
     return _arrays(inner, where) + _arrays(copy, where)
 
 
-def to_mxnet(opt_name: str, slots: tuple, master: bool) -> Any:
-    """mxjax slots of one leaf as MXNet's per-parameter state (inverse of ``_slots``):
-    ``None``, an array, or a tuple; ``(state, master)``/``(master, state)`` under
-    multi-precision."""
-    arrays = [np.asarray(a) for a in slots]
+def _slot_order(optimizer: _opt.Optimizer, have: Any) -> list[str]:
+    """The slot names of ``have`` in MXNet's array order (the rule's, master last)."""
+    if optimizer.rule is None:
+        raise TypeError(
+            f"MXNet .states are read and written for the built-in optimizers, not "
+            f"{type(optimizer).__name__} (an MXNet-style subclass)"
+        )
+    return [k for k in (*optimizer.rule.slots, MASTER) if k in have]
+
+
+def to_mxnet(
+    optimizer: _opt.Optimizer, slots: dict[str, jax.Array], master: bool
+) -> Any:
+    """One parameter's slots (``opt.slots(state)[name]``) as MXNet's per-parameter
+    state (inverse of :func:`from_mxnet`): ``None``, an array, or a tuple;
+    ``(state, master)``/``(master, state)`` under multi-precision."""
+    arrays = [np.asarray(slots[k]) for k in _slot_order(optimizer, slots)]
     copy = arrays.pop() if master else None
-    if opt_name == "dcasgd":  # (momentum or None, previous weight)
+    if optimizer.name == "dcasgd":  # (momentum or None, previous weight)
         inner: Any = tuple(arrays) if len(arrays) == 2 else (None, *arrays)
     else:
         inner = None if not arrays else arrays[0] if len(arrays) == 1 else tuple(arrays)
     if not master:
         return inner
-    return (inner, copy) if opt_name in _MASTER_LAST else (copy, inner)
+    return (inner, copy) if optimizer.name in _MASTER_LAST else (copy, inner)
 
 
-def _fill(
-    template: tuple, arrays: list[np.ndarray], name: str, where: str
-) -> tuple[jax.Array, ...]:
-    want = [(tuple(t.shape), str(t.dtype)) for t in template]
+def from_mxnet(
+    optimizer: _opt.Optimizer,
+    name: str,
+    state: Any,
+    fresh: dict[str, jax.Array],
+    master: bool,
+    where: str,
+) -> dict[str, jax.Array]:
+    """MXNet's per-parameter ``state`` of parameter ``name`` as its mxjax slots
+    ``{slot name: array}``, checked against ``fresh`` (its slots in a new state)."""
+    keys = _slot_order(optimizer, fresh)
+    arrays = _slots(name, state, optimizer.name, master, where)
+    want = [(tuple(fresh[k].shape), str(fresh[k].dtype)) for k in keys]
     got = [(tuple(a.shape), str(a.dtype)) for a in arrays]
     if want != got:
         raise MXNetStatesError(
             f"{where}: the state of {name!r} holds {got}, this optimizer keeps {want} "
             "(another optimizer, momentum or parameter order?)"
         )
-    return tuple(jnp.asarray(a) for a in arrays)
+    return {k: jnp.asarray(a) for k, a in zip(keys, arrays)}
 
 
 def _schedule(rec: Record | None) -> tuple[Any, dict[str, Any] | None]:
@@ -370,39 +391,32 @@ def load_states(
         counts = dict.fromkeys(by_name, num_update)
     if not isinstance(optimizer, _opt.Optimizer) or optimizer.rule is None:
         raise TypeError(f"optimizer must be a built-in mxjax optimizer, got {optimizer!r}")
-    if optimizer.hyperparams.get("multi_tensor"):
-        raise ValueError("load into an optimizer with multi_tensor=False")
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # float16 without multi_precision
-        template = optimizer.init(params)
-    flat_t, treedef = jax.tree_util.tree_flatten(params)
-    tmpl_slots = treedef.flatten_up_to(template.slots)
+        fresh = optimizer.slots(optimizer.init(params))
     mp = bool(optimizer.hyperparams.get("multi_precision"))
-    new_slots, missing = [], []
-    for pname, w, tslots in zip(names, flat_t, tmpl_slots):
+    slots, missing = dict(fresh), []
+    for pname, w in zip(names, jax.tree_util.tree_leaves(params)):
         if pname not in by_name:
             missing.append(pname)
-            new_slots.append(tslots)
             continue
         master = mp and jnp.result_type(w) in (jnp.float16, jnp.bfloat16)
-        arrays = _slots(pname, by_name[pname], optimizer.name, master, "states file")
-        new_slots.append(_fill(tslots, arrays, pname, "states file"))
-    extra = template.extra
+        slots[pname] = from_mxnet(
+            optimizer, pname, by_name[pname], fresh.get(pname, {}), master,
+            "states file",
+        )
+    extra = None
     cur_lr = rec.attrs.get("cur_lr") if rec is not None else None
-    if optimizer.name == "lars" and extra is not None and isinstance(cur_lr, float):
+    lars_ratio = optimizer.name == "lars" and optimizer.rule.init_extra is not None
+    if lars_ratio and isinstance(cur_lr, float):
         extra = (jnp.asarray(cur_lr, jnp.float32), jnp.asarray(True))  # MXNet's cur_lr
     m = rec.attrs.get("m_schedule") if rec is not None else None
     if optimizer.name == "nadam" and m is not None:  # Module files: restarts at 1, as MXNet
         if not isinstance(m, float) or not math.isfinite(m):
             raise MXNetStatesError(f"Nadam's m_schedule {m!r} in the file is not a float")
         extra = jnp.asarray(m, jnp.float32)
-    state = OptState(
-        count=jnp.asarray(num_update, jnp.int32),
-        slots=jax.tree_util.tree_unflatten(treedef, new_slots),
-        extra=extra,
-        skipped=jnp.zeros((), jnp.int32),
-    )
+    state = optimizer.state_from_slots(slots, params, count=num_update, extra=extra)
     return MXNetStates(
         state=state,
         optimizer=optimizer,

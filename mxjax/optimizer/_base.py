@@ -56,7 +56,7 @@ from ._contract import (
 from ._layout import (
     _check_extra,
     _PerLeaf,
-    fill_slots,
+    from_slots,
     slots_view,
 )
 from ._multi import MultiTensor, plan
@@ -212,33 +212,6 @@ def from_rule(
         _check_state(state)
         return slots_view(state.slots)
 
-    def state_from_slots(
-        slots: Mapping[str, Mapping[str, Any]],
-        params: Params,
-        *,
-        count: Any = None,
-        extra: PyTree = None,
-        skipped: Any = 0,
-    ) -> OptState:
-        if not isinstance(slots, Mapping):
-            raise TypeError(
-                f"slots must be {{parameter name: {{slot name: array}}}}, got "
-                f"{type(slots).__name__}"
-            )
-        with warnings.catch_warnings():  # init's warning is for init's callers
-            warnings.simplefilter("ignore")
-            template = jax.eval_shape(init, params)
-        state = OptState(
-            count=jnp.asarray(cfg.begin_num_update if count is None else count, jnp.int32),
-            slots=fill_slots(template.slots, slots),
-            extra=(None if rule.init_extra is None else rule.init_extra())
-            if extra is None
-            else extra,
-            skipped=jnp.asarray(skipped, jnp.int32),
-        )
-        _check_extra(rule, state.extra)
-        return state
-
     hp = dict(hyperparams or {})
     if learning_rate is not None:
         hp.setdefault("learning_rate", learning_rate)
@@ -251,7 +224,12 @@ def from_rule(
         rule=rule,
         pack=pack,
         slots=slots,
-        state_from_slots=state_from_slots,
+        state_from_slots=from_slots(
+            init,
+            cfg.begin_num_update,
+            lambda: None if rule.init_extra is None else rule.init_extra(),
+            lambda extra: _check_extra(rule, extra),
+        ),
     )
 
 def jit_update(opt: Optimizer, *, donate: bool = True) -> Callable[..., Any]:

@@ -4,15 +4,16 @@ layout-independent view of slots (``{parameter: {slot: array}}``)."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
 
 from .._names import path_name
-from .._typing import PyTree
-from ._contract import MASTER, Rule
+from .._typing import Params, PyTree
+from ._contract import MASTER, OptState, Rule
 from ._packed import Layout
 from ._preamble import _Config, _Leaf, apply_rule
 
@@ -275,3 +276,41 @@ def fill_slots(template: PyTree, by_param: Mapping) -> PyTree:
         )
         for slot, tree in template.items()
     }
+
+
+def from_slots(
+    init: Callable[[Params], OptState],
+    begin_num_update: int,
+    init_extra: Callable[[], PyTree],
+    check_extra: Callable[[PyTree], None] = lambda extra: None,
+) -> Callable[..., OptState]:
+    """``Optimizer.state_from_slots`` of an optimizer whose ``init`` is ``init``: its
+    state's layout for ``params`` (as shapes), filled from ``slots``; ``count`` and
+    ``extra`` default to ``begin_num_update`` and ``init_extra()``."""
+
+    def state_from_slots(
+        slots: Mapping[str, Mapping[str, Any]],
+        params: Params,
+        *,
+        count: Any = None,
+        extra: PyTree = None,
+        skipped: Any = 0,
+    ) -> OptState:
+        if not isinstance(slots, Mapping):
+            raise TypeError(
+                f"slots must be {{parameter name: {{slot name: array}}}}, got "
+                f"{type(slots).__name__}"
+            )
+        with warnings.catch_warnings():  # init's warning is for init's callers
+            warnings.simplefilter("ignore")
+            template = jax.eval_shape(init, params)
+        state = OptState(
+            count=jnp.asarray(begin_num_update if count is None else count, jnp.int32),
+            slots=fill_slots(template.slots, slots),
+            extra=init_extra() if extra is None else extra,
+            skipped=jnp.asarray(skipped, jnp.int32),
+        )
+        check_extra(state.extra)
+        return state
+
+    return state_from_slots

@@ -184,9 +184,9 @@ def _mxnet_base_init(
     self.set_wd_mult({})
     from ._mxnet_style import functional_pair
 
-    init, update = functional_pair(self)
-    set_(self, "init", init)
-    set_(self, "update", update)
+    fields = ("init", "update", "slots", "state_from_slots")
+    for field, fn in zip(fields, functional_pair(self), strict=True):
+        set_(self, field, fn)
 
 
 class MXNetMethods:

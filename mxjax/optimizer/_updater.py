@@ -68,21 +68,22 @@ class Updater:
     def _initial(self, index: Any, params: dict[str, Any]) -> OptState:
         if index not in self._pending:
             return self.optimizer.init(params)
-        from ..mxnet_states import _fill, _slots
+        from ..mxnet_states import from_mxnet
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            template = self.optimizer.init(params)
+            fresh = self.optimizer.slots(self.optimizer.init(params))
         (name, w), = params.items()
         master = bool(self.optimizer.hyperparams.get("multi_precision")) and (
             jnp.result_type(w) in LOW_PRECISION
         )
-        arrays = _slots(name, self._pending.pop(index), self.optimizer.name, master, "states")
-        slots = {name: _fill(template.slots[name], arrays, name, "states")}
-        count = template.count if self._pending_count is None else jnp.asarray(
-            self._pending_count, jnp.int32
+        slots = from_mxnet(
+            self.optimizer, name, self._pending.pop(index), fresh.get(name, {}), master,
+            "states",
         )
-        return template._replace(slots=slots, count=count)
+        return self.optimizer.state_from_slots(
+            {name: slots}, params, count=self._pending_count
+        )
 
     def get_states(self, dump_optimizer: bool = False) -> bytes:
         """The states in MXNet's Module ``.states`` format (``{index: state}``).
@@ -98,9 +99,9 @@ class Updater:
         mp = bool(self.optimizer.hyperparams.get("multi_precision"))
         out: dict[int, Any] = dict(self._pending)  # restored on no update yet
         for index, state in self.states.items():
-            (slots,) = state.slots.values()
+            slots = next(iter(self.optimizer.slots(state).values()), {})
             master = mp and self._dtypes[index] in LOW_PRECISION
-            out[index] = to_mxnet(self.optimizer.name, slots, master)
+            out[index] = to_mxnet(self.optimizer, slots, master)
         return dumps(out)
 
     def set_states(self, states: bytes) -> None:

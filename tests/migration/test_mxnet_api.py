@@ -10,6 +10,7 @@ import warnings
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import mxjax as mx
@@ -149,7 +150,14 @@ def test_port_scheduler_lr_mult_and_checkpoint(ported, tmp_path) -> None:
     np.testing.assert_allclose(jax.tree.map(jnp.add, p, upd)["a_weight"], new["a_weight"], rtol=1e-6)
     mx.checkpoint.save(tmp_path / "ck", state, new, optimizer=opt)
     back = mx.checkpoint.load(tmp_path / "ck", optimizer=opt, like_params=p)
-    np.testing.assert_array_equal(back.state.slots[0][0], state.slots[0][0])
+    saved = opt.slots(state)
+    assert set(saved["a_weight"]) == {"state[0]", "state[1]"}  # Adamax's (mean, var)
+    for name, slots in opt.slots(back.state).items():
+        for k, v in slots.items():
+            np.testing.assert_array_equal(v, saved[name][k])
+    # optax's tree_map_params sees the params-shaped slots
+    mapped = optax.tree_map_params(tx, lambda x: x + 1, state)
+    np.testing.assert_array_equal(opt.slots(mapped)["b_bias"]["state[1]"], saved["b_bias"]["state[1]"] + 1)
     assert int(back.state.count) == 1
 
 
@@ -173,6 +181,12 @@ def test_mxnet_style_errors() -> None:
     p = {"w": jnp.ones(3)}
     with pytest.raises(ValueError, match="returned a weight of shape"):
         opt.update(p, opt.init(p), p)
+    with pytest.raises(TypeError, match=r"returned by Shape.init for these 1 parameters"):
+        opt.update(p, mx.optimizer.Adam().init(p), p)
+    u = mx.optimizer.get_updater(opt)
+    u.states[0] = opt.init({"0": jnp.ones(3)})
+    with pytest.raises(TypeError, match="built-in optimizers, not Shape"):
+        u.get_states()
     with pytest.raises(ValueError, match="sym and param_dict"):
         Shape(sym=object())
 
@@ -259,14 +273,17 @@ def test_port_multi_precision_keeps_mxnet_layout(ported) -> None:
     p = {"a": jnp.linspace(-1, 1, 5).astype(jnp.float16)}
     g = {"a": (jnp.linspace(-1, 1, 5) * 0.3 + 0.1).astype(jnp.float16)}
     s1, s2, p1, p2 = opt.init(p), builtin.init(p), p, p
-    (master, (mean, var)), = s1.slots
-    assert master.dtype == mean.dtype == jnp.float32
+    view = opt.slots(s1)["a"]  # MXNet's (master, (mean, var)), by position
+    assert list(view) == ["state[0]", "state[1][0]", "state[1][1]"]
+    assert {v.dtype for v in view.values()} == {jnp.dtype(jnp.float32)}
     for _ in range(3):
         p1, s1 = jax.jit(opt.update)(g, s1, p1)
         p2, s2 = builtin.update(g, s2, p2)
     assert p1["a"].dtype == jnp.float16
     np.testing.assert_array_equal(p1["a"], p2["a"])
-    np.testing.assert_allclose(s1.slots[0][0], s2.slots["a"][-1], rtol=1e-6)
+    np.testing.assert_allclose(
+        opt.slots(s1)["a"]["state[0]"], builtin.slots(s2)["a"]["weight_master_copy"], rtol=1e-6
+    )
 
 
 def test_mxnet_continues_the_states_mxjax_writes() -> None:

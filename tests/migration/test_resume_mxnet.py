@@ -92,8 +92,12 @@ def test_continues_as_mxnet(name: str) -> None:
                 assert r.hyperparams[{"learning_rate": "lr", "eps": "float_stable_eps"}.get(k, k)] == v
         sched = case["scheduler"]
         assert (r.scheduler or {}).get("class") == (sched[0] if sched else None)
-    step = jax.jit(r.optimizer.update)
-    state = r.state
+    continues(name, case, arrays, params, r.optimizer, r.state)
+
+
+def continues(name: str, case: dict, arrays, params, opt, state) -> None:
+    """``opt`` from ``state`` follows MXNet's recorded continuation."""
+    step = jax.jit(opt.update)
     for k in range(1, case["steps"] + 1):
         grads = {n: jnp.asarray(arrays[f"g{k}/{n}"]) for n in params}
         params, state = step(grads, state, params)
@@ -110,10 +114,34 @@ def test_continues_as_mxnet(name: str) -> None:
 def test_frozen_parameters_have_no_state(name: str) -> None:
     case, arrays, params, r = resume(name, frozen_in_tree=True)
     assert r.missing == (FROZEN,)
-    fresh = r.optimizer.init(params).slots[FROZEN]
-    for a, b in zip(r.state.slots[FROZEN], fresh):
-        np.testing.assert_array_equal(a, b)
+    fresh = r.optimizer.slots(r.optimizer.init(params))[FROZEN]
+    got = r.optimizer.slots(r.state)[FROZEN]
+    assert list(got) == list(fresh) != []
+    for k in fresh:
+        np.testing.assert_array_equal(got[k], fresh[k])
     np.testing.assert_array_equal(arrays[f"w{case['steps']}/{FROZEN}"], arrays[f"w0/{FROZEN}"])
+
+
+@pytest.mark.parametrize("name", ["module_adam_frozen", "trainer_adam_fp16", "trainer_nadam"])
+def test_loads_into_multi_tensor(name: str) -> None:
+    """The same file into a ``multi_tensor=True`` optimizer (flat buffers; a float16
+    master copy; Nadam's schedule in ``extra``) continues as MXNet did."""
+    case, arrays, params, r = resume(name)
+    hp = {**r.optimizer.hyperparams, "multi_tensor": True}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # [Q1] lr overrides base_lr
+        opt = mx.optimizer.create(r.optimizer.name, **hp)
+    again = load_states(
+        STATES / f"{name}.states", params, optimizer=opt,
+        order=symbol_param_order(STATES / f"{name}-symbol.json")
+        if case["kind"] == "module" else case["order"],
+        begin_num_update=case["begin_num_update"],
+    )
+    assert type(again.state.slots).__name__ == "MultiSlots"
+    for n, slots in r.optimizer.slots(r.state).items():
+        for k, v in slots.items():
+            np.testing.assert_array_equal(opt.slots(again.state)[n][k], v)
+    continues(name, case, arrays, params, opt, again.state)
 
 
 def test_bad_arguments_are_named() -> None:
