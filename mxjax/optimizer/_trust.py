@@ -32,11 +32,17 @@ def sum_squares(x: jax.Array) -> jax.Array:
     threads: 1 and 2 cores gave different bits for about 1 leaf in 4 (and XLA folds a
     sum of partial sums back into one sum, so a two-stage ``jnp.sum`` does not help).
     The slabs also give the loop independent chains of additions, so it stays fast.
+
+    A leaf of symbolic size (the multi-tensor layout proving a rule for every leaf
+    shape, :mod:`~mxjax.optimizer._verify`) is one plain sum: the CPU custom call adds
+    a leaf's elements in its own fixed order, and XLA's flat path calls this again on
+    each leaf's concrete slice.
     """
-    x = x.astype(jnp.float32).reshape(-1)
+    x = x.astype(jnp.float32)
     n = x.size
-    if n <= SMALL:
+    if not isinstance(n, int) or n <= SMALL:
         return jnp.sum(x * x)
+    x = x.reshape(-1)
     per = -(-n // SLABS)
     sq = jnp.pad(x * x, (0, SLABS * per - n)).reshape(SLABS, per)
     sums = lax.reduce(
