@@ -39,6 +39,7 @@ _FOLDED_BY = {
 }
 # Call primitives whose body is inlined (so the operations inside are guarded too).
 _CALLS = frozenset({"jit", "pjit", "closed_call", "core_call"})
+_EXACT_DIVISION = (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64))
 _RETURNED = "<returned>"  # a call body's result: its consumers are outside the body
 
 
@@ -52,7 +53,9 @@ def unfused(x: jax.Array) -> jax.Array:
     output) ~4x slower than a fusion.
     """
     # lax.select, not jnp.where: no nested jit to trace per leaf shape (same program)
-    return jax.lax.select(x == x, x, jnp.full(jnp.shape(x), jnp.nan, jnp.result_type(x)))
+    # (lax.full_like: the NaN operand keeps x's sharding, explicit sharding included)
+    x = jnp.asarray(x)
+    return jax.lax.select(x == x, x, jax.lax.full_like(x, jnp.nan))
 
 
 def _true_division(num: Any, den: Any, out: Any) -> list[Any]:
@@ -61,12 +64,25 @@ def _true_division(num: Any, den: Any, out: Any) -> list[Any]:
     XLA compiles a division by a broadcast value (a scalar, a constant) as a product
     with its reciprocal, which rounds twice; a divisor that is not a broadcast keeps the
     division. ``where(n == n, d, n)`` is ``d`` wherever the result is not NaN anyway.
+    float16 and bfloat16 divisions are left to XLA, which computes them in float32:
+    MXNet's float16 kernels (which also compute in float32) agree with that on every
+    recorded case, and not with an exact float16 division on one.
     """
-    if not out.shape or not jnp.issubdtype(out.dtype, jnp.floating):
+    if not out.shape or out.dtype not in _EXACT_DIVISION:
         return [num, den]
-    n = jnp.broadcast_to(jnp.asarray(num, out.dtype), out.shape)
-    d = jnp.broadcast_to(jnp.asarray(den, out.dtype), out.shape)
-    return [n, jnp.where(n == n, d, n)]
+    num, den = (jnp.asarray(x, out.dtype) for x in (num, den))
+    full = num if num.shape == out.shape else den if den.shape == out.shape else None
+    n, d = (
+        x if x.shape == out.shape
+        else jax.lax.full_like(full, x) if full is not None and not x.shape
+        else jnp.broadcast_to(x, out.shape)
+        for x in (num, den)
+    )
+    if jax.typeof(n).sharding != jax.typeof(d).sharding:
+        # explicitly sharded operands that differ (XLA divides them as they are; a
+        # select would need one sharding): left to XLA
+        return [num, den]
+    return [n, jax.lax.select(n == n, d, n)]
 
 
 def _consumers(jaxpr: core.Jaxpr, inlined: bool) -> dict[Any, set[str]]:

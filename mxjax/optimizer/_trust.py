@@ -14,47 +14,37 @@ from jax import lax
 
 from .._validate import real as check_range
 
-# A leaf of more elements is summed as SLABS partial sums (below 4096 elements a plain
-# sum stays on one thread: XLA hands no smaller reduction to YNNPACK).
-SMALL = 1024
-SLABS = 8
+SMALL = 1024  # XLA hands no sum below 4096 elements to YNNPACK
+
 
 
 def sum_squares(x: jax.Array) -> jax.Array:
     """``sum(x**2)`` over all axes, in float32, in an order no thread count changes.
 
-    A leaf of at most :data:`SMALL` elements is one plain sum. A larger one is cut (flat,
-    zero-padded) into :data:`SLABS` equal contiguous slabs, summed by one reduction with
-    a result per slab, and the slab sums are added in slab order. XLA's CPU backend
-    splits a reduction across threads only over its results (here scalars), and no
-    library takes over a reduction of several operands. A plain ``jnp.sum`` of 4096
-    elements or more goes to YNNPACK, which splits the summed axis by the number of
-    threads: 1 and 2 cores gave different bits for about 1 leaf in 4 (and XLA folds a
-    sum of partial sums back into one sum, so a two-stage ``jnp.sum`` does not help).
-    The slabs also give the loop independent chains of additions, so it stays fast.
+    XLA's CPU backend hands a plain ``jnp.sum`` of 4096 elements or more to YNNPACK,
+    which splits the summed axes by the number of threads: 1 and 2 cores gave different
+    bits for about 1 leaf in 4. No library takes a reduction of several operands, so the
+    sum is taken by one reduction with two results: the sum, and whether any square is
+    NaN (``sum`` is then NaN too, so the second result only keeps XLA from dropping
+    it). The leaf keeps its shape and sharding (no reshape, no padded copy).
 
-    A leaf of symbolic size (the multi-tensor layout proving a rule for every leaf
-    shape, :mod:`~mxjax.optimizer._verify`) is one plain sum: the CPU custom call adds
-    a leaf's elements in its own fixed order, and XLA's flat path calls this again on
-    each leaf's concrete slice.
+    A leaf of at most :data:`SMALL` elements (XLA keeps such sums on one thread), or of
+    symbolic size (the multi-tensor layout proving a rule for every leaf shape,
+    :mod:`~mxjax.optimizer._verify`; the CPU custom call then adds a leaf's elements in
+    its own fixed order), is one plain sum.
     """
     x = x.astype(jnp.float32)
-    n = x.size
-    if not isinstance(n, int) or n <= SMALL:
-        return jnp.sum(x * x)
-    x = x.reshape(-1)
-    per = -(-n // SLABS)
-    sq = jnp.pad(x * x, (0, SLABS * per - n)).reshape(SLABS, per)
-    sums = lax.reduce(
-        tuple(sq[i] for i in range(SLABS)),
-        (jnp.float32(0),) * SLABS,
-        lambda a, b: tuple(p + q for p, q in zip(a, b)),
-        (0,),
+    sq = x * x
+    if not isinstance(sq.size, int) or sq.size <= SMALL:
+        return jnp.sum(sq)
+    axes = tuple(range(sq.ndim))
+    total, nan = lax.reduce(
+        (sq, sq != sq),
+        (jnp.float32(0), False),
+        lambda a, b: (a[0] + b[0], a[1] | b[1]),
+        axes,
     )
-    total = sums[0]
-    for s in sums[1:]:
-        total = total + s
-    return total
+    return lax.select(nan, jnp.full_like(total, jnp.nan), total)
 
 
 def l2_norm(x: jax.Array) -> jax.Array:

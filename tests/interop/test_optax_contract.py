@@ -83,8 +83,7 @@ def make(name: str, layout: str, **kw) -> mx.optimizer.Optimizer:
 
 
 def flat_eligible(name: str) -> bool:
-    rule = make(name, "leaf").rule
-    return rule.elementwise or rule.per_leaf_scalars
+    return make(name, "leaf").rule.flat_state
 
 
 def loss(p):
