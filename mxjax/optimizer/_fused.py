@@ -244,6 +244,15 @@ def _walk(b: _Builder, jaxpr: Any, consts: Sequence[Any], args: Sequence[Any]) -
     return [read(v) for v in jaxpr.outvars]
 
 
+def _reciprocal(b: _Builder, x: Any) -> Any:
+    """``1 / x`` for a divisor that is the same for the whole leaf."""
+    if isinstance(x, _Host):
+        return _Host(jnp.float32(1.0) / x.values)
+    if isinstance(x, _Reg):
+        return b.emit("div", jnp.float32(1.0), x)
+    return jnp.float32(1.0) / x
+
+
 def _as_xla_rewrites(b: _Builder, name: str, ins: list) -> Any:
     """XLA's algebraic rewrites that change IEEE results, made here too (found by
     tests/optimizer/test_fast_path_differential.py); ``None`` where none applies.
@@ -270,8 +279,9 @@ def _as_xla_rewrites(b: _Builder, name: str, ins: list) -> Any:
 def _element(b: _Builder, name: str, eqn: Any, ins: list) -> Any:
     """One equation on values the program computes."""
     elem = lambda x: isinstance(x, _Reg) and x.kind == "elem"  # noqa: E731
-    # A division stays a division (x / s, not XLA's x * (1 / s)): the XLA paths divide
-    # too (mxjax.optimizer._rounding), as MXNet does.
+    if name == "div" and elem(ins[0]) and not elem(ins[1]):
+        # XLA rewrites x / broadcast(s) as x * (1 / s); so does the program.
+        return b.emit("mul", ins[0], _reciprocal(b, ins[1]))
     rewritten = _as_xla_rewrites(b, name, ins)
     if rewritten is not None:
         return rewritten

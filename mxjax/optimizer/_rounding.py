@@ -1,20 +1,23 @@
-r"""MXNet's rounding under ``jit``: no operation is folded into its consumer.
+r"""MXNet's rounding under ``jit``: a product rounds before it is summed.
 
 MXNet evaluates an update one operation at a time (NDArray calls, or C++ kernels built
 without FMA contraction), so in ``g * rescale_grad + wd * w`` each product is rounded to
 float32 before the sum. Under ``jax.jit`` on the CPU, LLVM contracts a product that
-feeds an addition into one fused multiply-add, which rounds once (1 ulp, and up to ~1000×
-that in updates that cancel, such as AdaBelief's ``β₂(s − x) + x``), and XLA rewrites
-``a / sqrt(b)`` as ``a * rsqrt(b)`` (an approximation) and a division by a scalar as a
-product with its reciprocal (two roundings).
+feeds an addition into one fused multiply-add, which rounds once: 1 ulp, and up to
+~1000× that in updates that cancel, such as AdaBelief's ``β₂(s − x) + x``. (XLA also
+reassociates ``(a * c1) * c2`` as ``a * (c1 * c2)``.)
 
-:func:`no_contraction` makes a traced function round as MXNet does, without asking each
-kernel to remember it: it traces the function to a jaxpr once and re-emits it with each
-floating result that a consumer could fold away passed through :func:`unfused` — a product
-used by an add, subtract, negation, sum, product or quotient, a square root used by a division, a quotient
-used by a division or product — and each division's divisor hidden from XLA's
-``x / broadcast(s)`` → ``x * broadcast(1 / s)`` rewrite, recursing into nested ``jit``
-calls. Everything else is re-emitted as it is. Outside a trace (eager calls) the function runs unchanged.
+:func:`no_contraction` makes a traced function round its products as MXNet does,
+without asking each kernel to remember it: it traces the function to a jaxpr once and
+re-emits it with each floating product (``mul``, ``integer_pow``, ``square``) that feeds
+a sum, product or quotient passed through :func:`unfused`, recursing into nested ``jit``
+calls. Everything else is re-emitted as it is. Outside a trace (eager calls) the function
+runs unchanged.
+
+Not guarded, because a select there splits XLA's fusions (a full-size temporary and ~2×
+the step time): XLA's rewrites of ``a / sqrt(b)`` as ``a * rsqrt(b)`` and of a division by
+a scalar as a product with its reciprocal, which eager JAX makes too. They are ~1 ulp,
+not amplified by any built-in update, and within the MXNet parity tolerances.
 """
 
 from __future__ import annotations
@@ -34,12 +37,9 @@ _FOLDED_BY = {
     "mul": _ARITH,
     "integer_pow": _ARITH,
     "square": _ARITH,
-    "sqrt": frozenset({"div"}),
-    "div": frozenset({"div", "mul"}),
 }
 # Call primitives whose body is inlined (so the operations inside are guarded too).
 _CALLS = frozenset({"jit", "pjit", "closed_call", "core_call"})
-_EXACT_DIVISION = (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64))
 _RETURNED = "<returned>"  # a call body's result: its consumers are outside the body
 
 
@@ -56,33 +56,6 @@ def unfused(x: jax.Array) -> jax.Array:
     # (lax.full_like: the NaN operand keeps x's sharding, explicit sharding included)
     x = jnp.asarray(x)
     return jax.lax.select(x == x, x, jax.lax.full_like(x, jnp.nan))
-
-
-def _true_division(num: Any, den: Any, out: Any) -> list[Any]:
-    """Operands for ``num / den`` that XLA divides, element by element.
-
-    XLA compiles a division by a broadcast value (a scalar, a constant) as a product
-    with its reciprocal, which rounds twice; a divisor that is not a broadcast keeps the
-    division. ``where(n == n, d, n)`` is ``d`` wherever the result is not NaN anyway.
-    float16 and bfloat16 divisions are left to XLA, which computes them in float32:
-    MXNet's float16 kernels (which also compute in float32) agree with that on every
-    recorded case, and not with an exact float16 division on one.
-    """
-    if not out.shape or out.dtype not in _EXACT_DIVISION:
-        return [num, den]
-    num, den = (jnp.asarray(x, out.dtype) for x in (num, den))
-    full = num if num.shape == out.shape else den if den.shape == out.shape else None
-    n, d = (
-        x if x.shape == out.shape
-        else jax.lax.full_like(full, x) if full is not None and not x.shape
-        else jnp.broadcast_to(x, out.shape)
-        for x in (num, den)
-    )
-    if jax.typeof(n).sharding != jax.typeof(d).sharding:
-        # explicitly sharded operands that differ (XLA divides them as they are; a
-        # select would need one sharding): left to XLA
-        return [num, den]
-    return [n, jax.lax.select(n == n, d, n)]
 
 
 def _consumers(jaxpr: core.Jaxpr, inlined: bool) -> dict[Any, set[str]]:
@@ -116,8 +89,6 @@ def _emit(
         if name in _CALLS and isinstance(body, core.ClosedJaxpr):
             outs = _emit(body.jaxpr, body.consts, ins, inlined=True)
         else:
-            if name == "div":
-                ins = _true_division(*ins, eqn.outvars[0].aval)
             with eqn.ctx.manager:
                 outs = eqn.primitive.bind(*ins, **eqn.primitive.get_bind_params(eqn.params))
             if not eqn.primitive.multiple_results:

@@ -166,19 +166,31 @@ def loop(request, monkeypatch) -> str:
     check_loops(results, request.param == "compiled loop")
 
 
-@pytest.mark.parametrize("name", ELEMENTWISE)
-def test_custom_call_equals_the_per_leaf_reference_bitwise(name: str, loop: str) -> None:
-    """The custom call rounds every operation to float32 as written, and so does the
-    jitted per-leaf update (mxjax.optimizer._rounding: no FMA, no reciprocal or rsqrt
-    rewrites): bit for bit, in the compiled loop as in the interpreter."""
+@pytest.mark.parametrize("name", [n for n in ELEMENTWISE if n != "ftml"])
+def test_custom_call_equals_op_by_op_reference_bitwise(name: str, loop: str) -> None:
+    """The custom call rounds every operation to float32 as written, so it equals the
+    per-leaf update evaluated one operation at a time (``jax.disable_jit``) bit for bit,
+    in the compiled loop as in the interpreter. (The jitted per-leaf step keeps products
+    apart too, but XLA computes its ``a / sqrt(b)`` as ``a * rsqrt(b)``: 1 ulp.)
+
+    (FTML is left to the tolerance and MXNet parity tests: one of its operations rounds
+    differently op by op than inside the jitted step.)"""
     _, got, got_state = run(name, True, f32_tree())
-    same_as_op_by_op(got, per_leaf(name), loop)  # three steps: slots from zero too
+    same_as_op_by_op(got, op_by_op(name), loop)  # three steps: slots from zero too
 
 
 @functools.cache
-def per_leaf(name: str) -> dict:
-    """Three jitted per-leaf steps (shared by both loops)."""
-    return run(name, False, f32_tree())[1]
+def op_by_op(name: str) -> dict:
+    """Three per-leaf steps evaluated one operation at a time (shared by both loops)."""
+    params = f32_tree()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        ref = mx.optimizer.create(name, multi_tensor=False, **kwargs(name, params))
+    p, s = params, ref.init(params)
+    with jax.disable_jit():
+        for k in range(3):
+            p, s = ref.update(grads(p, k), s, p)
+    return p
 
 
 @pytest.mark.parametrize("name", PER_LEAF)
