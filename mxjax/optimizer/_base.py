@@ -32,7 +32,16 @@ donated inputs with outputs, so XLA writes every buffer in place with no copies.
 parameter with a donated *state* buffer of the same shape (the state argument comes
 first), and XLA inserts copies to break the resulting cycles. With ``multi_tensor=True``
 small leaves share flat state buffers instead (:mod:`mxjax.optimizer._multi`); the base
-talks to either layout through ``init``/``check``/``step`` (:class:`_PerLeaf` here).
+talks to either layout through the :class:`~mxjax.optimizer._layout.StateLayout`
+protocol (``init``/``fits``/``check``/``step``).
+
+This module ties the parts together (:func:`from_rule`, :func:`jit_update`); each part
+lives in a module of its own concern: :mod:`._contract` (what a rule, kernel, state and
+optimizer are), :mod:`._learning_rate` (MXNet's ``learning_rate``/``lr_scheduler``
+rule), :mod:`._kernel_math` (helpers for kernels), :mod:`._preamble` (MXNet's shared
+preamble and the trace-time checks), :mod:`._layout` (the layout protocol, the per-leaf
+layout and the layout-independent slot view), :mod:`._rounding` (MXNet's rounding under
+``jit``), and :mod:`mxjax._validate` (argument validation).
 """
 
 from __future__ import annotations
