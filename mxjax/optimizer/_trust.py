@@ -37,14 +37,26 @@ def sum_squares(x: jax.Array) -> jax.Array:
     sq = x * x
     if not isinstance(sq.size, int) or sq.size <= SMALL:
         return jnp.sum(sq)
-    axes = tuple(range(sq.ndim))
+    return _ordered_sum(sq)
+
+
+@jax.custom_jvp
+def _ordered_sum(sq: jax.Array) -> jax.Array:
+    """``sum(sq)`` over all axes by one two-result reduction (see :func:`sum_squares`);
+    differentiable (JAX has no derivative for a reduction with a custom reducer)."""
     total, nan = lax.reduce(
         (sq, sq != sq),
         (jnp.float32(0), False),
         lambda a, b: (a[0] + b[0], a[1] | b[1]),
-        axes,
+        tuple(range(sq.ndim)),
     )
     return lax.select(nan, jnp.full_like(total, jnp.nan), total)
+
+
+@_ordered_sum.defjvp
+def _ordered_sum_jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.Array]:
+    (sq,), (dsq,) = primals, tangents
+    return _ordered_sum(sq), jnp.sum(dsq)
 
 
 def l2_norm(x: jax.Array) -> jax.Array:
