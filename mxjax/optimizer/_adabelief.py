@@ -12,7 +12,6 @@ from .._validate import real as check_range
 from ._adam import bias_corrected_lr, check_betas
 from ._base import from_rule
 from ._contract import Hyper, Optimizer, Rule, Slots
-from ._rounding import unfused
 
 
 def adabelief(
@@ -63,9 +62,9 @@ def adabelief(
         b1, b2 = jnp.asarray(beta1, dt), jnp.asarray(beta2, dt)
         eps = jnp.asarray(epsilon, dt)
         # MXNet's multi_adabelief_update form, rounding included: β(s - x) + x
-        mean = unfused(b1 * (mean - g)) + g
-        adj = unfused(jnp.square(g - mean))
-        var = unfused(b2 * (var - adj)) + adj + eps  # see adamw: no FMA, as MXNet
+        mean = b1 * (mean - g) + g
+        adj = jnp.square(g - mean)
+        var = b2 * (var - adj) + adj + eps  # see adamw: no FMA (the base's guards)
         eta_t = bias_corrected_lr(h.lr, beta1, beta2, h.t, correct_bias)
         return w - eta_t * (mean / (jnp.sqrt(var) + eps)), (mean, var)
 

@@ -12,7 +12,6 @@ from .._validate import real as check_range
 from ._adam import bias_corrected_lr, check_betas
 from ._base import from_rule
 from ._contract import Hyper, Optimizer, Rule, Slots
-from ._rounding import unfused
 
 
 def adamw(
@@ -68,11 +67,11 @@ def adamw(
         b1, b2 = jnp.asarray(beta1, dt), jnp.asarray(beta2, dt)
         # MXNet's multi_adamw_update form, rounding included: β(s - x) + x. Its var
         # update cancels (g² - 0.999·g²), so MXNet's own rounding error is amplified
-        # ~1000×; unfused() stops XLA from contracting it into FMAs (which round
-        # differently and miss MXNet by ~1e-5 relative at large lr).
-        mean = unfused(b1 * (mean - g)) + g
-        g2 = unfused(g * g)
-        var = unfused(b2 * (var - g2)) + g2
+        # ~1000×; the base keeps every product out of an FMA under jit
+        # (mxjax.optimizer._rounding), which would miss MXNet by ~1e-5 relative.
+        mean = b1 * (mean - g) + g
+        g2 = g * g
+        var = b2 * (var - g2) + g2
         eta_t = bias_corrected_lr(h.lr, beta1, beta2, h.t, correct_bias)
         d = mean / (jnp.sqrt(var) + jnp.asarray(epsilon, dt)) + h.wd * w
         return w - eta_t * d, (mean, var)

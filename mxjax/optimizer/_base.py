@@ -195,17 +195,21 @@ def from_rule(
             else rule.prepare(state.extra, t, lr, len(p_leaves))
         )
         kw = dict(t=t, lr=lr, extra=step_extra)
-        if packed:
-            new_bufs, new_slots = no_contraction(
-                lambda p, g, s, kw: layout.step_packed(infos, lay, p, g, s, **kw)
-            )(params.buffers, grads.buffers, state.slots, kw)
-            new_params = Packed(new_bufs, lay)
-        else:
-            # Every operation rounds as MXNet's does (no FMA or rsqrt under jit).
-            new_leaves, new_slots = no_contraction(
-                lambda p, g, s, kw: layout.step(infos, p, g, treedef, s, **kw)
-            )(p_leaves, g_leaves, state.slots, kw)
-            new_params = jax.tree_util.tree_unflatten(treedef, new_leaves)
+
+        def step(p: list, g: list, s: PyTree, kw: dict) -> tuple[list, PyTree]:
+            if packed:
+                return layout.step_packed(infos, lay, p, g, s, **kw)
+            return layout.step(infos, p, g, treedef, s, **kw)
+
+        # Every product rounds before it is summed, as in MXNet (no FMA under jit).
+        new_leaves, new_slots = no_contraction(step)(
+            params.buffers if packed else p_leaves, g_leaves, state.slots, kw
+        )
+        new_params = (
+            Packed(new_leaves, lay)
+            if packed
+            else jax.tree_util.tree_unflatten(treedef, new_leaves)
+        )
         new_state = OptState(count=t, slots=new_slots, extra=new_extra, skipped=state.skipped)
         if cfg.skip_nonfinite:
             ok = _all_finite(g_leaves) & jnp.isfinite(lr)  # a NaN rate: skipped too

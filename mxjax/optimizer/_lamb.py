@@ -13,7 +13,6 @@ from ._adam import check_betas
 from ._base import from_rule
 from ._contract import Hyper, Optimizer, Rule, Slots
 from ._kernel_math import pow_f32
-from ._rounding import unfused
 from ._trust import check_bounds, clamp_norm, l2_norm, safe_div
 
 
@@ -87,7 +86,7 @@ def lamb(
         r2 = l2_norm(u)
         ratio = safe_div(r1, r2, (r1 != 0) & (r2 != 0)).astype(dt)
         # XLA's CPU -O0 code contracted this into an FMA on some threads only
-        return w - unfused((h.lr * ratio) * u), (mean, var)
+        return w - (h.lr * ratio) * u, (mean, var)
 
     # Not elementwise: the trust ratio needs the whole leaf's norms (per-leaf scalars).
     return from_rule(

@@ -12,7 +12,6 @@ from ._adam import check_betas
 from ._base import from_rule
 from ._contract import Hyper, Optimizer, Rule, Slots
 from ._kernel_math import pow_f32
-from ._rounding import unfused
 from ._trust import check_bounds, clamp_norm, l2_norm, safe_div
 
 
@@ -85,7 +84,7 @@ def lans(
         r_m = safe_div(r1, rm, (r1 != 0) & (rm != 0)) * b1
         r_g = safe_div(r1, rg, (r1 != 0) & (rg != 0)) * (1 - b1)
         # no FMA contraction, which XLA's CPU -O0 code applied on some threads
-        step = unfused((h.lr * r_m) * u_m) + unfused((h.lr * r_g) * u_g)
+        step = (h.lr * r_m) * u_m + (h.lr * r_g) * u_g
         return w - step, (mean, var)
 
     # Not elementwise: the gradient normalisation and the trust ratios need whole-leaf

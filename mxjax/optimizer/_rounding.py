@@ -29,15 +29,11 @@ import jax
 import jax.numpy as jnp
 from jax.extend import core
 
-# Sums (FMA contraction) and products and quotients (XLA reassociates
-# ``(a * c1) * c2`` as ``a * (c1 * c2)``).
-_ARITH = frozenset({"add", "sub", "neg", "add_any", "reduce_sum", "mul", "div"})
-# result primitive -> the consumers that could fold it with one rounding fewer
-_FOLDED_BY = {
-    "mul": _ARITH,
-    "integer_pow": _ARITH,
-    "square": _ARITH,
-}
+_PRODUCTS = frozenset({"mul", "integer_pow", "square"})
+# Consumers that could fold a product with one rounding fewer: sums (FMA contraction),
+# products and quotients (XLA reassociates ``(a * c1) * c2`` as ``a * (c1 * c2)``), and
+# whatever uses an inlined call's result.
+_FOLDING = frozenset({"add", "sub", "neg", "add_any", "reduce_sum", "mul", "div"})
 # Call primitives whose body is inlined (so the operations inside are guarded too).
 _CALLS = frozenset({"jit", "pjit", "closed_call", "core_call"})
 _RETURNED = "<returned>"  # a call body's result: its consumers are outside the body
@@ -93,12 +89,11 @@ def _emit(
                 outs = eqn.primitive.bind(*ins, **eqn.primitive.get_bind_params(eqn.params))
             if not eqn.primitive.multiple_results:
                 outs = [outs]
-            folded_by = _FOLDED_BY.get(name)
-            if folded_by is not None:
+            if name in _PRODUCTS:
                 outs = [
                     unfused(x)
                     if jnp.issubdtype(x.dtype, jnp.floating)
-                    and uses.get(v, set()) & (folded_by | {_RETURNED})
+                    and uses.get(v, set()) & (_FOLDING | {_RETURNED})
                     else x
                     for v, x in zip(eqn.outvars, outs)
                 ]
@@ -107,7 +102,7 @@ def _emit(
 
 
 def no_contraction(f: Callable[..., Any]) -> Callable[..., Any]:
-    """``f`` with every floating result that a consumer could fold away rounded first.
+    """``f`` with every floating product that a consumer could fold away rounded first.
 
     ``f``'s arguments must be pytrees of arrays; what it closes over is kept. Under a
     trace the result is computed by the same operations as ``f``, plus a rounding select
