@@ -202,7 +202,7 @@ def from_rule(
             return layout.step(infos, p, g, treedef, s, **kw)
 
         # Every product rounds before it is summed, as in MXNet (no FMA under jit).
-        new_leaves, new_slots = no_contraction(step)(
+        new_leaves, new_slots = no_contraction(step, t)(
             params.buffers if packed else p_leaves, g_leaves, state.slots, kw
         )
         new_params = (

@@ -9,12 +9,17 @@ reassociates ``(a * c1) * c2`` as ``a * (c1 * c2)``.)
 
 :func:`no_contraction` makes a traced function round its products as MXNet does,
 without asking each kernel to remember it: it traces the function to a jaxpr once and
-re-emits it with each floating product (``mul``, ``integer_pow``, ``square``) that feeds
-a sum, product or quotient passed through :func:`unfused`, recursing into nested ``jit``
-calls. Everything else is re-emitted as it is. Outside a trace (eager calls) the function
-runs unchanged.
+re-emits it with ``-0.0`` added to each floating product (``mul``, ``integer_pow``,
+``square``) that feeds a sum, product or quotient, recursing into nested ``jit`` calls.
+The ``-0.0`` is computed at run time from the step count (:func:`opaque_zero`), so
+neither XLA nor LLVM can drop it; ``p + (-0.0)`` is ``p`` exactly (NaN, ±0 and ±Inf
+included), so when LLVM contracts the product into it (``fma(a, b, -0.0)``) that rounds
+``a * b`` once, and the sum that follows rounds again: MXNet's two roundings, at no cost
+in instructions (the FMA replaces the multiply). A multiplication by an opaque one would
+not do: XLA gathers scalar factors (``(p * one) * s`` becomes ``p * (one * s)``). Everything
+else is re-emitted as it is. Outside a trace (eager calls) the function runs unchanged.
 
-Not guarded, because a select there splits XLA's fusions (a full-size temporary and ~2×
+Not guarded, because a guard there splits XLA's fusions (a full-size temporary and ~2×
 the step time): XLA's rewrites of ``a / sqrt(b)`` as ``a * rsqrt(b)`` and of a division by
 a scalar as a product with its reciprocal, which eager JAX makes too. They are ~1 ulp,
 not amplified by any built-in update, and within the MXNet parity tolerances.
@@ -54,6 +59,22 @@ def unfused(x: jax.Array) -> jax.Array:
     return jax.lax.select(x == x, x, jax.lax.full_like(x, jnp.nan))
 
 
+def opaque_zero(counter: jax.Array, dtype: Any) -> jax.Array:
+    """``-0.0`` in ``dtype``, computed at run time from the integer ``counter``.
+
+    ``x + (-0.0)`` is ``x`` exactly for every ``x`` (``-0``, ``+0``, NaN and ±Inf
+    included), but neither XLA nor LLVM may drop the addition of a value it cannot see:
+    ``c = float32(counter | 1)`` is odd, so finite and non-zero, ``c / c`` is exactly
+    ``1``, and ``-(1 - 1)`` is ``-0.0``; without fast-math flags neither compiler folds
+    ``x / x`` or ``x - x`` (NaN for ``x`` = ±Inf or NaN), and the counter passes an
+    optimization barrier, so a count known when compiling (``init`` and ``update`` in one
+    ``jit``) is not folded either. Scalar work, once per step and dtype.
+    """
+    c = (jax.lax.optimization_barrier(jnp.asarray(counter)) | 1).astype(jnp.float32)
+    one = c / c
+    return (-(one - one)).astype(dtype)
+
+
 def _consumers(jaxpr: core.Jaxpr, inlined: bool) -> dict[Any, set[str]]:
     uses: dict[Any, set[str]] = {}
     for eqn in jaxpr.eqns:
@@ -68,7 +89,11 @@ def _consumers(jaxpr: core.Jaxpr, inlined: bool) -> dict[Any, set[str]]:
 
 
 def _emit(
-    jaxpr: core.Jaxpr, consts: Sequence[Any], args: Sequence[Any], inlined: bool
+    jaxpr: core.Jaxpr,
+    consts: Sequence[Any],
+    args: Sequence[Any],
+    inlined: bool,
+    zero: Callable[[Any], jax.Array],
 ) -> list[Any]:
     env: dict[Any, Any] = {}
 
@@ -83,7 +108,7 @@ def _emit(
         name = eqn.primitive.name
         body = eqn.params.get("jaxpr")
         if name in _CALLS and isinstance(body, core.ClosedJaxpr):
-            outs = _emit(body.jaxpr, body.consts, ins, inlined=True)
+            outs = _emit(body.jaxpr, body.consts, ins, inlined=True, zero=zero)
         else:
             with eqn.ctx.manager:
                 outs = eqn.primitive.bind(*ins, **eqn.primitive.get_bind_params(eqn.params))
@@ -91,7 +116,7 @@ def _emit(
                 outs = [outs]
             if name in _PRODUCTS:
                 outs = [
-                    unfused(x)
+                    x + zero(x.dtype)
                     if jnp.issubdtype(x.dtype, jnp.floating)
                     and uses.get(v, set()) & (_FOLDING | {_RETURNED})
                     else x
@@ -101,12 +126,13 @@ def _emit(
     return [read(v) for v in jaxpr.outvars]
 
 
-def no_contraction(f: Callable[..., Any]) -> Callable[..., Any]:
+def no_contraction(f: Callable[..., Any], counter: Any) -> Callable[..., Any]:
     """``f`` with every floating product that a consumer could fold away rounded first.
 
     ``f``'s arguments must be pytrees of arrays; what it closes over is kept. Under a
-    trace the result is computed by the same operations as ``f``, plus a rounding select
-    where one is needed; outside one, ``f`` runs as it is.
+    trace the result is computed by the same operations as ``f``, plus an addition of
+    :func:`opaque_zero` of ``counter`` (an integer scalar: the step count) where a
+    rounding is needed; outside one, ``f`` runs as it is.
     """
 
     def rounded(*args: Any) -> Any:
@@ -114,7 +140,14 @@ def no_contraction(f: Callable[..., Any]) -> Callable[..., Any]:
         if not any(isinstance(x, jax.core.Tracer) for x in leaves):
             return f(*args)
         closed, shape = jax.make_jaxpr(f, return_shape=True)(*args)
-        outs = _emit(closed.jaxpr, closed.consts, leaves, inlined=False)
+        zeros: dict[Any, jax.Array] = {}
+
+        def zero(dtype: Any) -> jax.Array:  # one per dtype, traced once
+            if dtype not in zeros:
+                zeros[dtype] = opaque_zero(counter, dtype)
+            return zeros[dtype]
+
+        outs = _emit(closed.jaxpr, closed.consts, leaves, inlined=False, zero=zero)
         return jax.tree.unflatten(jax.tree.structure(shape), outs)
 
     return rounded

@@ -54,6 +54,14 @@ def steps(path: str) -> None:
     np.savez(path, **out)
 
 
+def guarded(f, count_known: bool):
+    """``f`` jitted with its products guarded; the step count is an argument, or (as
+    when ``init`` and ``update`` share one ``jit``) a constant of the program."""
+    if count_known:
+        return jax.jit(lambda *args: no_contraction(f, jnp.int32(5) + 2)(*args[:-1]))
+    return jax.jit(lambda *args: no_contraction(f, args[-1])(*args[:-1]))
+
+
 def guards() -> list[str]:
     """Guarded products against NumPy's float32 arithmetic (one rounding each)."""
     rng = np.random.default_rng(0)
@@ -62,6 +70,11 @@ def guards() -> list[str]:
         "product_then_sum": (lambda a, b, c: a * b + c, (a, b, c), a * b + c),
         "two_products": (lambda a, b, c: a * b - c * a, (a, b, c), a * b - c * a),
         "square_then_sum": (lambda a, b, c: a**2 + c, (a, b, c), a * a + c),
+        "product_then_scalar_then_sum": (
+            lambda a, b, c: (a * b + np.float32(1e-3)) + c,
+            (a, b, c),
+            (a * b + np.float32(1e-3)) + c,
+        ),
         "product_of_products": (
             lambda a, b, c: (a * np.float32(0.37)) * np.float32(0.01) + c,
             (a, b, c),
@@ -69,9 +82,10 @@ def guards() -> list[str]:
         ),
     }
     return [
-        label
+        f"{label} (count known: {known})"
         for label, (f, args, want) in cases.items()
-        if not np.array_equal(np.asarray(jax.jit(no_contraction(f))(*args)), want)
+        for known in (False, True)
+        if not np.array_equal(np.asarray(guarded(f, known)(*args, np.int32(7))), want)
     ]
 
 
