@@ -36,7 +36,7 @@ from ._preamble import (
 )
 
 _NO_GRADS: Any = object()  # param_view for init: no gradients
-# _leaf_info's wd_by_name warning, from param_view: at init's or update's caller
+# the stacklevel of _leaf_info's warning, called from param_view: init's or update's caller
 _CALLER = 5
 
 
