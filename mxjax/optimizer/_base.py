@@ -33,19 +33,24 @@ parameter with a donated *state* buffer of the same shape (the state argument co
 first), and XLA inserts copies to break the resulting cycles. With ``multi_tensor=True``
 small leaves share flat state buffers instead (:mod:`mxjax.optimizer._multi`); the base
 talks to either layout through the :class:`~mxjax.optimizer._layout.StateLayout`
-protocol (``init``/``fits``/``check``/``step``).
+protocol (``init``/``check``/``step``), and sees a plain tree and packed parameters
+(``opt.pack``) alike through their :class:`~mxjax.optimizer._params.ParamView`, which
+alone asks the layout whether packed buffers ``fits`` it and steps them
+(``step_packed``) or falls back to the unpacked tree.
 
 This module ties the parts together (:func:`from_rule`, :func:`jit_update`); each part
 lives in a module of its own concern: :mod:`._contract` (what a rule, kernel, state and
 optimizer are), :mod:`._learning_rate` (MXNet's ``learning_rate``/``lr_scheduler``
 rule), :mod:`._kernel_math` (helpers for kernels), :mod:`._preamble` (MXNet's shared
 preamble and the trace-time checks), :mod:`._layout` (the layout protocol, the per-leaf
-layout and the layout-independent slot view), :mod:`._rounding` (MXNet's rounding under
-``jit``), and :mod:`mxjax._validate` (argument validation).
+layout and the layout-independent slot view), :mod:`._params` (the parameters' view:
+a plain tree or packed buffers, and ``opt.pack``), :mod:`._rounding` (MXNet's rounding
+under ``jit``), and :mod:`mxjax._validate` (argument validation).
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -68,18 +73,9 @@ from ._layout import (
     from_slots,
     slots_view,
 )
-from ._multi import MultiTensor, plan
-from ._packed import Layout, Packed
-from ._preamble import (
-    _all_finite,
-    _as_compute,
-    _check_state,
-    _check_update_trees,
-    _config,
-    _flatten_named,
-    _leaf_info,
-    _schedule,
-)
+from ._multi import MultiTensor
+from ._params import pack, param_view
+from ._preamble import _all_finite, _check_state, _config, _schedule
 from ._rounding import no_contraction
 
 __all__ = ["from_rule", "jit_update"]
@@ -124,29 +120,9 @@ def from_rule(
         _PerLeaf(rule, cfg)
     )
 
-    def pack(params: Params) -> Packed:
-        if isinstance(params, Packed):
-            raise TypeError("params are packed already")
-        names, leaves, treedef = _flatten_named(params, "params")
-        infos = _leaf_info(rule, cfg, names, leaves)
-        groups = [gr.members for gr in plan(infos, leaves)]
-        return Layout.of(params, groups).pack(params, "params")
-
     def init(params: Params) -> OptState:
-        values = None
-        if isinstance(params, Packed):
-            lay = params.layout
-            names, treedef = list(lay.names), lay.treedef
-            # empty leaves (in no buffer) get per-leaf slots: their (empty) values
-            leaves = [jnp.zeros(s.shape, s.dtype) if s.size == 0 else s for s in lay.structs]
-            infos = _leaf_info(rule, cfg, names, leaves)
-            if not layout.fits(infos, params.layout):
-                return init(params.unpack())
-            values = params.buffers
-        else:
-            names, leaves, treedef = _flatten_named(params, "params")
-            infos = _leaf_info(rule, cfg, names, leaves)
-        for info in infos:
+        view = param_view(rule, cfg, layout, params)
+        for info in view.infos:
             if info.dtype in LOW_PRECISION and not info.master:
                 warnings.warn(
                     f"Accumulating with {info.dtype} in optimizer can lead to poor "
@@ -155,36 +131,17 @@ def from_rule(
                     UserWarning,
                     stacklevel=2,
                 )
-        slots = (
-            layout.init(infos, leaves, treedef)
-            if values is None
-            else layout.init(infos, leaves, treedef, values)
-        )
         return OptState(
             count=jnp.asarray(cfg.begin_num_update, jnp.int32),
-            slots=slots,
+            slots=view.init_slots(),
             extra=None if rule.init_extra is None else rule.init_extra(),
             skipped=jnp.zeros((), jnp.int32),
         )
 
     def update(grads: Grads, state: OptState, params: Params) -> tuple[Params, OptState]:
-        packed = isinstance(params, Packed)
-        if packed:
-            lay = params.layout
-            grads = lay.accept(grads)
-            names, p_leaves, treedef = list(lay.names), lay.structs, lay.treedef
-            infos = _leaf_info(rule, cfg, names, p_leaves)
-            if not layout.fits(infos, params.layout):  # leaf by leaf, packed again
-                new_params, new_state = update(grads.unpack(), state, params.unpack())
-                return lay.pack(new_params, "params"), new_state
-            _check_state(state)
-            g_leaves = list(grads.buffers)
-        else:
-            names, p_leaves, treedef = _flatten_named(params, "params")
-            infos = _leaf_info(rule, cfg, names, p_leaves)
-            g_leaves = _check_update_trees(names, treedef, p_leaves, grads, state)
-            g_leaves = _as_compute(infos, g_leaves)
-        layout.check(infos, p_leaves, treedef, state.slots)
+        view = param_view(rule, cfg, layout, params, grads)
+        g_values = view.grads(state)
+        layout.check(view.infos, view.leaves, view.treedef, state.slots)
         _check_extra(rule, state.extra)
 
         t = state.count + 1
@@ -192,34 +149,24 @@ def from_rule(
         step_extra, new_extra = (
             (None, state.extra)
             if rule.prepare is None
-            else rule.prepare(state.extra, t, lr, len(p_leaves))
+            else rule.prepare(state.extra, t, lr, len(view.leaves))
         )
         kw = dict(t=t, lr=lr, extra=step_extra)
-
-        def step(p: list, g: list, s: PyTree, kw: dict) -> tuple[list, PyTree]:
-            if packed:
-                return layout.step_packed(infos, lay, p, g, s, **kw)
-            return layout.step(infos, p, g, treedef, s, **kw)
-
         # Every product rounds before it is summed, as in MXNet (no FMA under jit).
-        new_leaves, new_slots = no_contraction(step, t)(
-            params.buffers if packed else p_leaves, g_leaves, state.slots, kw
+        new_values, new_slots = no_contraction(view.step, t)(
+            view.values, g_values, state.slots, kw
         )
-        new_params = (
-            Packed(new_leaves, lay)
-            if packed
-            else jax.tree_util.tree_unflatten(treedef, new_leaves)
-        )
+        new_params = view.rebuild(new_values)
         new_state = OptState(count=t, slots=new_slots, extra=new_extra, skipped=state.skipped)
         if cfg.skip_nonfinite:
-            ok = _all_finite(g_leaves) & jnp.isfinite(lr)  # a NaN rate: skipped too
+            ok = _all_finite(g_values) & jnp.isfinite(lr)  # a NaN rate: skipped too
             keep = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
-            new_params = jax.tree.map(keep, new_params, params)
+            new_params = jax.tree.map(keep, new_params, view.params)
             new_state = jax.tree.map(keep, new_state, state)
             new_state = new_state._replace(
                 skipped=state.skipped + (~ok).astype(jnp.int32)
             )
-        return new_params, new_state
+        return view.finish(new_params), new_state
 
     def slots(state: OptState) -> dict[str, dict[str, jax.Array]]:
         _check_state(state)
@@ -235,7 +182,7 @@ def from_rule(
         name=name,
         hyperparams=hp,
         rule=rule,
-        pack=pack,
+        pack=functools.partial(pack, rule, cfg),
         slots=slots,
         state_from_slots=from_slots(
             init,

@@ -27,14 +27,24 @@ class LayoutSlots(Protocol):
 
 
 class StateLayout(Protocol):
-    """What :func:`~mxjax.optimizer.from_rule` asks of a state layout (per-leaf:
-    :class:`_PerLeaf`; flat: :class:`~mxjax.optimizer._multi.MultiTensor`)."""
+    """What :func:`~mxjax.optimizer.from_rule` (through its parameters' view,
+    :mod:`mxjax.optimizer._params`) asks of a state layout (per-leaf: :class:`_PerLeaf`;
+    flat: :class:`~mxjax.optimizer._multi.MultiTensor`). :meth:`step_packed` and
+    ``init``'s ``values`` are asked only where :meth:`fits` is true: a layout that never
+    fits (the per-leaf one) has neither."""
 
     def init(self, infos: list, leaves: list, treedef: Any, values: Any = None) -> Any:
         """``state.slots`` for these leaves (``values``: packed parameters' buffers)."""
 
     def fits(self, infos: list, layout: Layout) -> bool:
         """Whether packed parameters of ``layout`` update in place (else unpacked)."""
+
+    def step_packed(
+        self, infos: list, layout: Layout, buffers: Any, g_buffers: list, slots: Any,
+        **kw: Any,
+    ) -> tuple[list, Any]:
+        """:meth:`step` on the buffers of packed parameters whose ``layout`` fits: the
+        new buffers and slots."""
 
     def check(self, infos: list, leaves: list, treedef: Any, slots: Any) -> None:
         """Trace-time check that ``slots`` belong to these leaves; raises naming one."""
@@ -174,7 +184,8 @@ class _PerLeaf:
         return _slots_by_name(treedef, slots, self.names)
 
     def fits(self, infos: list[_Leaf], layout: Layout) -> bool:
-        """Packed parameters never fit per-leaf slots: they are unpacked to update."""
+        """Packed parameters never fit per-leaf slots: they are unpacked to update (so
+        this layout has no ``step_packed``)."""
         return False
 
     def check(self, infos: list[_Leaf], leaves: list, treedef: Any, slots: PyTree) -> None:

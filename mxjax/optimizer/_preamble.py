@@ -121,8 +121,12 @@ def leaf_dtype(what: str, name: str, leaf: Any) -> jnp.dtype:
         )
     return dtype
 
-def _leaf_info(rule: Rule, cfg: _Config, names: list[str], leaves: list) -> list[_Leaf]:
-    _check_names(rule, cfg, names)
+def _leaf_info(
+    rule: Rule, cfg: _Config, names: list[str], leaves: list, stacklevel: int = 4
+) -> list[_Leaf]:
+    """Each leaf's facts. ``stacklevel``: of the ``wd_by_name`` warning, as
+    ``warnings.warn`` counts it from :func:`_check_names` (4: the caller's caller)."""
+    _check_names(rule, cfg, names, stacklevel)
     for kind, mult in (("lr_mult", cfg.lr_mult), ("wd_mult", cfg.wd_mult)):
         unknown = sorted(set(mult) - set(names))
         if unknown and names:  # a tree without leaves: optax's tree_map_params probe
@@ -167,7 +171,7 @@ def _flatten_named(params: Params, what: str) -> tuple[list[str], list, Any]:
         names.paths = [jax.tree_util.keystr(p) for p, _ in flat]
     return names, [x for _, x in flat], treedef
 
-def _check_names(rule: Rule, cfg: _Config, names: list[str]) -> None:
+def _check_names(rule: Rule, cfg: _Config, names: list[str], stacklevel: int) -> None:
     """Names that must be unique are, and ``wd_by_name`` matches some leaf."""
     if len(set(names)) != len(names):
         paths = getattr(names, "paths", [f"leaf #{i}" for i in range(len(names))])
@@ -188,7 +192,7 @@ def _check_names(rule: Rule, cfg: _Config, names: list[str]) -> None:
                 "so nothing is decayed; flax nnx calls weights 'kernel' (names like "
                 "'linear_kernel_value'): use wd_mult={name: 0.0} for the leaves to exempt",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=stacklevel,
             )
 
 def _check_state(state: Any) -> None:

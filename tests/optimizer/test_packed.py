@@ -180,6 +180,22 @@ def test_skip_nonfinite_keeps_packed_params() -> None:
     assert int(new_state.skipped) == 1
 
 
+@pytest.mark.parametrize("multi_tensor", [True, False])  # buffers fit; unpacked
+def test_warnings_point_at_the_caller(multi_tensor: bool) -> None:
+    """pack, init and update warn at the line that called them, for a plain tree,
+    packed params the layout steps whole, and packed params it unpacks."""
+    params = {"a": jnp.ones(3, jnp.float16), "b": jnp.ones((2, 2), jnp.float16)}
+    opt = mx.optimizer.adam(wd=0.1, wd_by_name=True, multi_tensor=multi_tensor)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        packed = opt.pack(params)
+        for p in (params, packed):
+            state = opt.init(p)
+            opt.update(p, state, p)
+    where = {(str(w.message)[:12], w.filename) for w in seen}
+    assert where == {("wd_by_name=T", __file__), ("Accumulating", __file__)}
+
+
 def test_bad_input_is_named() -> None:
     params = sorted_tree()
     opt = make("adam", params)
