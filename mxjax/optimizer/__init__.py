@@ -21,6 +21,8 @@ from ._adamw import adamw as adamw
 from ._base import from_rule as from_rule
 from ._base import jit_update as jit_update
 from ._classes import NamedOptimizer as NamedOptimizer
+from ._choose import AUTO_MIN_LEAVES as AUTO_MIN_LEAVES
+from ._choose import layout_of as layout_of
 from ._classes import named
 from ._contract import Common as Common
 from ._contract import Hyper as Hyper

@@ -69,7 +69,7 @@ def adabelief(
         return w - eta_t * (mean / (jnp.sqrt(var) + eps)), (mean, var)
 
     return from_rule(
-        Rule(kernel, slots=("mean", "var"), wd_mode="in_clip"),
+        Rule(kernel, slots=("mean", "var"), wd_mode="in_clip", elementwise=True),
         name="adabelief",
         learning_rate=learning_rate,
         hyperparams=dict(

@@ -55,6 +55,7 @@ def adadelta(
             wd_mode="kernel",
             clip_mode="python",
             state_dtype="float32",
+            elementwise=True,
         ),
         name="adadelta",
         learning_rate=learning_rate,

@@ -45,6 +45,7 @@ def adagrad(learning_rate: float | None = None, eps: float = 1e-7, **common: Any
             wd_mode="kernel",
             clip_mode="python",
             state_dtype="float32",
+            elementwise=True,
         ),
         name="adagrad",
         learning_rate=learning_rate,

@@ -80,7 +80,7 @@ def adam(
         )
 
     return from_rule(
-        Rule(kernel, slots=("mean", "var")),
+        Rule(kernel, slots=("mean", "var"), elementwise=True),
         name="adam",
         learning_rate=learning_rate,
         hyperparams=dict(

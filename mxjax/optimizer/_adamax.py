@@ -45,7 +45,7 @@ def adamax(
         return w - lr_t * m / u, (m, u)
 
     return from_rule(
-        Rule(kernel, slots=("m", "u"), clip_mode="python"),
+        Rule(kernel, slots=("m", "u"), clip_mode="python", elementwise=True),
         name="adamax",
         learning_rate=learning_rate,
         hyperparams={"beta1": beta1, "beta2": beta2},

@@ -77,7 +77,7 @@ def adamw(
         return w - eta_t * d, (mean, var)
 
     return from_rule(
-        Rule(kernel, slots=("mean", "var"), wd_mode="kernel"),
+        Rule(kernel, slots=("mean", "var"), wd_mode="kernel", elementwise=True),
         name="adamw",
         learning_rate=learning_rate,
         hyperparams=dict(

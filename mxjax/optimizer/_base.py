@@ -21,7 +21,7 @@ base class owns:
 Kernels never walk the tree: the base applies them leaf by leaf, so the same kernels can be
 applied to other layouts of the same data.
 
-State layout: ``state.slots`` is ``{slot name: params-shaped tree}`` and each slot keeps
+State layout (per leaf): ``state.slots`` is ``{slot name: params-shaped tree}`` and each slot keeps
 its leaf's shape, dtype-stable type and sharding (as optax's states do, so
 ``optax.tree_utils.tree_map_params`` and explicit sharding work); ``opt.slots(state)``
 and ``opt.state_from_slots`` convert to and from ``{parameter: {slot: array}}`` on every
@@ -31,7 +31,8 @@ donated inputs with outputs, so XLA writes every buffer in place with no copies.
 ``jax.jit(opt.update, donate_argnums=(1, 2))`` works too, but JAX then pairs each new
 parameter with a donated *state* buffer of the same shape (the state argument comes
 first), and XLA inserts copies to break the resulting cycles. With ``multi_tensor=True``
-small leaves share flat state buffers instead (:mod:`mxjax.optimizer._multi`); the base
+(or ``"auto"``, the default, where :mod:`._choose` measured it faster) small leaves share
+flat state buffers instead (:mod:`mxjax.optimizer._multi`); the base
 talks to either layout through the :class:`~mxjax.optimizer._layout.StateLayout`
 protocol (``init``/``check``/``step``), and sees a plain tree and packed parameters
 (``opt.pack``) alike through their :class:`~mxjax.optimizer._params.ParamView`, which
@@ -43,7 +44,8 @@ lives in a module of its own concern: :mod:`._contract` (what a rule, kernel, st
 optimizer are), :mod:`._learning_rate` (MXNet's ``learning_rate``/``lr_scheduler``
 rule), :mod:`._kernel_math` (helpers for kernels), :mod:`._preamble` (MXNet's shared
 preamble and the trace-time checks), :mod:`._layout` (the layout protocol, the per-leaf
-layout and the layout-independent slot view), :mod:`._params` (the parameters' view:
+layout and the layout-independent slot view), :mod:`._choose` (which layout
+``multi_tensor`` picks), :mod:`._params` (the parameters' view:
 a plain tree or packed buffers, and ``opt.pack``), :mod:`._rounding` (MXNet's rounding
 under ``jit``), and :mod:`mxjax._validate` (argument validation).
 """
@@ -67,13 +69,12 @@ from ._contract import (
     OptState,
     Rule,
 )
+from ._choose import Layouts
 from ._layout import (
     _check_extra,
-    _PerLeaf,
     from_slots,
     slots_view,
 )
-from ._multi import MultiTensor
 from ._params import pack, param_view
 from ._preamble import _all_finite, _check_state, _config, _schedule
 from ._rounding import no_contraction
@@ -99,7 +100,9 @@ def from_rule(
       **common: MXNet's base arguments (:class:`Common`): ``lr_scheduler``, ``wd``,
         ``rescale_grad``, ``clip_gradient``, ``begin_num_update``, ``multi_precision``,
         ``lr_mult``, ``wd_mult``, ``wd_by_name``, ``skip_nonfinite``, ``multi_tensor``
-        (small leaves share flat state buffers; see :mod:`mxjax.optimizer._multi`).
+        (``True``: small leaves share flat state buffers, see
+        :mod:`mxjax.optimizer._multi`; ``False``: per-leaf state; ``"auto"``, the
+        default: chosen at ``init``, see :mod:`mxjax.optimizer._choose`).
     """
     unknown = set(common) - set(Common.__annotations__)
     if unknown:
@@ -116,12 +119,10 @@ def from_rule(
             f"slots by name), got {rule.slots!r}"
         )
 
-    layout = MultiTensor(rule, cfg) if cfg.multi_tensor and rule.flat_state else (
-        _PerLeaf(rule, cfg)
-    )
+    layouts = Layouts(rule, cfg)
 
     def init(params: Params) -> OptState:
-        view = param_view(rule, cfg, layout, params)
+        view = param_view(rule, cfg, layouts.for_init(params), params)
         for info in view.infos:
             if info.dtype in LOW_PRECISION and not info.master:
                 warnings.warn(
@@ -139,6 +140,7 @@ def from_rule(
         )
 
     def update(grads: Grads, state: OptState, params: Params) -> tuple[Params, OptState]:
+        layout = layouts.for_state(state)
         view = param_view(rule, cfg, layout, params, grads)
         g_values = view.grads(state)
         layout.check(view.infos, view.leaves, view.treedef, state.slots)

@@ -149,7 +149,7 @@ class Common(TypedDict, total=False):
     wd_mult: Mapping[str, float] | None
     wd_by_name: bool
     skip_nonfinite: bool
-    multi_tensor: bool
+    multi_tensor: bool | Literal["auto"]
 
 COMMON_DEFAULTS: dict[str, Any] = {
     "lr_scheduler": None,
@@ -162,7 +162,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "wd_mult": None,
     "wd_by_name": False,
     "skip_nonfinite": False,
-    "multi_tensor": False,
+    "multi_tensor": "auto",
 }
 
 """The value each :class:`Common` argument has when it is not given."""

@@ -80,6 +80,7 @@ def dcasgd(
             init_slots=lambda w: (jnp.zeros_like(w), w),
             wd_mode="kernel",
             clip_mode="python",
+            elementwise=True,
         )
         if mu > 0.0
         else Rule(
@@ -88,6 +89,7 @@ def dcasgd(
             init_slots=lambda w: (w,),
             wd_mode="kernel",
             clip_mode="python",
+            elementwise=True,
         )
     )
     return from_rule(

@@ -83,7 +83,7 @@ def ftml(
         return -z / d_t, (d_t, v, z)
 
     return from_rule(
-        Rule(kernel, slots=("d", "v", "z"), wd_mode="raw"),
+        Rule(kernel, slots=("d", "v", "z"), wd_mode="raw", elementwise=True),
         name="ftml",
         learning_rate=learning_rate,
         hyperparams={"beta1": beta1, "beta2": beta2, "epsilon": epsilon},

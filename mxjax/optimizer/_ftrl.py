@@ -85,7 +85,10 @@ def ftrl(
         return jnp.where(jnp.abs(z) > l1, w, w * 0), (z, n)
 
     return from_rule(
-        Rule(kernel, slots=("z", "n"), wd_mode="kernel", state_dtype="float32"),
+        Rule(
+            kernel, slots=("z", "n"), wd_mode="kernel", state_dtype="float32",
+            elementwise=True,
+        ),
         name="ftrl",
         learning_rate=learning_rate,
         hyperparams={"lamda1": lamda1, "beta": beta},

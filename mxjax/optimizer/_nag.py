@@ -47,9 +47,9 @@ def nag(learning_rate: float | None = None, momentum: float = 0.0, **common: Any
     """
     momentum = _check_momentum(momentum)
     rule = (
-        Rule(_nag_kernel(momentum), slots=("momentum",), wd_mode="kernel")
+        Rule(_nag_kernel(momentum), slots=("momentum",), wd_mode="kernel", elementwise=True)
         if momentum > 0.0
-        else Rule(_sgd_update, wd_mode="kernel")
+        else Rule(_sgd_update, wd_mode="kernel", elementwise=True)
     )
     return from_rule(
         rule,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -44,7 +44,7 @@ class _Config:
     wd_mult: Mapping[str, float]
     wd_by_name: bool
     skip_nonfinite: bool
-    multi_tensor: bool
+    multi_tensor: bool | Literal["auto"]
 
 def _effective_clip(clip_gradient: float | None, mode: str) -> float | None:
     if mode == "python":  # MXNet's NDArray optimizers would clip to [-c, c] for c < 0
@@ -79,8 +79,12 @@ def _config(rule: Rule, learning_rate: float | Schedule | None, given: Common) -
     begin = _validate.integer(
         "begin_num_update", c["begin_num_update"], lo=0, hi=_validate.INT32_MAX - 1
     )
-    for flag in ("multi_precision", "wd_by_name", "skip_nonfinite", "multi_tensor"):
+    for flag in ("multi_precision", "wd_by_name", "skip_nonfinite"):
         _validate.flag(flag, c[flag])
+    mt = c["multi_tensor"]
+    if not isinstance(mt, bool) and not (isinstance(mt, str) and mt == "auto"):
+        exc = ValueError if isinstance(mt, str) else TypeError
+        _validate.fail("multi_tensor", 'True, False or "auto"', mt, "", exc)
     return _Config(
         rate=rate,
         wd=wd,

@@ -78,9 +78,9 @@ def rmsprop(
         return finish(w + delta), (n, gbar, delta)
 
     rule = (
-        Rule(alex, slots=("n", "g", "delta"), state_dtype="float32")
+        Rule(alex, slots=("n", "g", "delta"), state_dtype="float32", elementwise=True)
         if centered
-        else Rule(plain, slots=("n",), state_dtype="float32")
+        else Rule(plain, slots=("n",), state_dtype="float32", elementwise=True)
     )
     return from_rule(
         rule,

@@ -35,8 +35,8 @@ def sgd_kernel(momentum: float) -> Rule:
         return w + mom, (mom,)
 
     if momentum > 0.0:
-        return Rule(with_momentum, slots=("momentum",), wd_mode="kernel")
-    return Rule(plain, wd_mode="kernel")
+        return Rule(with_momentum, slots=("momentum",), wd_mode="kernel", elementwise=True)
+    return Rule(plain, wd_mode="kernel", elementwise=True)
 
 
 def sgd(

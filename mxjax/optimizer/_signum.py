@@ -99,9 +99,9 @@ def signum(
         return (1 - h.lr * wd) * w - h.lr * _sign(g), s
 
     rule = (
-        Rule(signum_kernel, slots=("momentum",), wd_mode="kernel")
+        Rule(signum_kernel, slots=("momentum",), wd_mode="kernel", elementwise=True)
         if mu > 0.0
-        else Rule(signsgd_kernel, wd_mode="raw")
+        else Rule(signsgd_kernel, wd_mode="raw", elementwise=True)
     )
     return from_rule(
         rule,

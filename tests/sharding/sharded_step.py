@@ -21,6 +21,9 @@ import mxjax as mx  # noqa: E402
 
 def main(names: list[str]) -> None:
     assert jax.device_count() == 8, jax.devices()
+    # multi_tensor="auto" never chooses the flat layout when parameters may be sharded
+    many = {f"w{i}": jnp.zeros(4) for i in range(mx.optimizer.AUTO_MIN_LEAVES)}
+    assert mx.optimizer.layout_of(mx.optimizer.create("adam").init(many)) == "per-leaf"
     mesh = Mesh(np.array(jax.devices()).reshape(4, 2), ("data", "model"))
     specs = {"fc_weight": P("data", "model"), "fc_bias": P("model"), "emb": P(None, "data")}
     shapes = {"fc_weight": (64, 32), "fc_bias": (32,), "emb": (8, 128)}
