@@ -1,9 +1,9 @@
-"""Benchmark a whole jitted training step (loss + grad + Adam update) of flax.nnx models.
+"""Benchmark a whole jitted training step (loss + grad + Adam) of flax.nnx models.
 
 Run by hand (not in CI), on a quiet machine::
 
     python benchmarks/whole_step.py                    # three models, six paths
-    python benchmarks/whole_step.py --quick            # tiny sizes, 1 short round (a check)
+    python benchmarks/whole_step.py --quick            # tiny sizes, 1 short round
     python benchmarks/whole_step.py --models mlp --impls optax mxjax-nnx-mt mxjax-packed
 
 Models (float32, one fixed random batch, softmax cross-entropy):
@@ -51,9 +51,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import flax
 import jax
 import jax.numpy as jnp
-import flax
 import optax
 from flax import nnx
 
@@ -74,11 +74,16 @@ SANITY_STEPS = 3
 class BasicBlock(nnx.Module):
     def __init__(self, cin: int, cout: int, stride: int, rngs: nnx.Rngs):
         conv = lambda i, o, k, s: nnx.Conv(i, o, (k, k), s, use_bias=False, rngs=rngs)  # noqa: E731
-        self.conv1, self.bn1 = conv(cin, cout, 3, stride), nnx.BatchNorm(cout, rngs=rngs)
+        self.conv1, self.bn1 = (
+            conv(cin, cout, 3, stride),
+            nnx.BatchNorm(cout, rngs=rngs),
+        )
         self.conv2, self.bn2 = conv(cout, cout, 3, 1), nnx.BatchNorm(cout, rngs=rngs)
         self.proj = nnx.data(None)  # a 1x1 convolution where the shape changes
         if stride != 1 or cin != cout:
-            self.proj = nnx.Sequential(conv(cin, cout, 1, stride), nnx.BatchNorm(cout, rngs=rngs))
+            self.proj = nnx.Sequential(
+                conv(cin, cout, 1, stride), nnx.BatchNorm(cout, rngs=rngs)
+            )
 
     def __call__(self, x):
         y = jax.nn.relu(self.bn1(self.conv1(x)))
@@ -110,21 +115,39 @@ class Block(nnx.Module):
     def __init__(self, d: int, heads: int, rngs: nnx.Rngs):
         self.heads = heads
         self.ln1, self.ln2 = nnx.LayerNorm(d, rngs=rngs), nnx.LayerNorm(d, rngs=rngs)
-        self.qkv, self.out = nnx.Linear(d, 3 * d, rngs=rngs), nnx.Linear(d, d, rngs=rngs)
-        self.up, self.down = nnx.Linear(d, 4 * d, rngs=rngs), nnx.Linear(4 * d, d, rngs=rngs)
+        self.qkv, self.out = (
+            nnx.Linear(d, 3 * d, rngs=rngs),
+            nnx.Linear(d, d, rngs=rngs),
+        )
+        self.up, self.down = (
+            nnx.Linear(d, 4 * d, rngs=rngs),
+            nnx.Linear(4 * d, d, rngs=rngs),
+        )
 
     def __call__(self, x):
         b, t, d = x.shape
-        q, k, v = jnp.split(self.qkv(self.ln1(x)).reshape(b, t, 3 * self.heads, -1), 3, axis=2)
-        x = x + self.out(jax.nn.dot_product_attention(q, k, v, is_causal=True).reshape(b, t, d))
+        q, k, v = jnp.split(
+            self.qkv(self.ln1(x)).reshape(b, t, 3 * self.heads, -1), 3, axis=2
+        )
+        x = x + self.out(
+            jax.nn.dot_product_attention(q, k, v, is_causal=True).reshape(b, t, d)
+        )
         return x + self.down(jax.nn.gelu(self.up(self.ln2(x))))
 
 
 class TransformerLM(nnx.Module):
-    def __init__(self, layers: int, d: int, heads: int, seq: int, vocab: int, rngs: nnx.Rngs):
-        self.embed, self.pos = nnx.Embed(vocab, d, rngs=rngs), nnx.Embed(seq, d, rngs=rngs)
+    def __init__(
+        self, layers: int, d: int, heads: int, seq: int, vocab: int, rngs: nnx.Rngs
+    ):
+        self.embed, self.pos = (
+            nnx.Embed(vocab, d, rngs=rngs),
+            nnx.Embed(seq, d, rngs=rngs),
+        )
         self.blocks = nnx.List([Block(d, heads, rngs) for _ in range(layers)])
-        self.ln, self.head = nnx.LayerNorm(d, rngs=rngs), nnx.Linear(d, vocab, rngs=rngs)
+        self.ln, self.head = (
+            nnx.LayerNorm(d, rngs=rngs),
+            nnx.Linear(d, vocab, rngs=rngs),
+        )
 
     def __call__(self, tokens):
         x = self.embed(tokens) + self.pos(jnp.arange(tokens.shape[1]))
@@ -135,7 +158,9 @@ class TransformerLM(nnx.Module):
 
 class DeepMLP(nnx.Module):
     def __init__(self, depth: int, width: int, rngs: nnx.Rngs, classes: int = 10):
-        self.layers = nnx.List([nnx.Linear(width, width, rngs=rngs) for _ in range(depth)])
+        self.layers = nnx.List(
+            [nnx.Linear(width, width, rngs=rngs) for _ in range(depth)]
+        )
         self.head = nnx.Linear(width, classes, rngs=rngs)
 
     def __call__(self, x):
@@ -144,7 +169,9 @@ class DeepMLP(nnx.Module):
         return self.head(x)
 
 
-def make_model(name: str, quick: bool, resnet_width: int) -> tuple[nnx.Module, tuple, str]:
+def make_model(
+    name: str, quick: bool, resnet_width: int
+) -> tuple[nnx.Module, tuple, str]:
     """(model, (inputs, integer labels), description) from fixed seeds."""
     rngs, (kx, ky) = nnx.Rngs(0), jax.random.split(jax.random.key(1))
     if name == "resnet":
@@ -154,15 +181,28 @@ def make_model(name: str, quick: bool, resnet_width: int) -> tuple[nnx.Module, t
         desc = f"ResNet-{8 * per_stage + 2} layout, width {w}, 32x32, batch {batch}"
         return ResNet(w, per_stage, rngs), (x, y), desc
     if name == "lm":
-        layers, d, heads, seq, vocab, batch = (1, 32, 2, 16, 64, 2) if quick else (4, 256, 4, 128, 4096, 8)
+        layers, d, heads, seq, vocab, batch = (
+            (1, 32, 2, 16, 64, 2) if quick else (4, 256, 4, 128, 4096, 8)
+        )
         tokens = jax.random.randint(kx, (batch, seq + 1), 0, vocab)
-        desc = f"{layers} layers, d {d}, {heads} heads, seq {seq}, vocab {vocab}, batch {batch}"
-        return TransformerLM(layers, d, heads, seq, vocab, rngs), (tokens[:, :-1], tokens[:, 1:]), desc
+        desc = (
+            f"{layers} layers, d {d}, {heads} heads, seq {seq}, vocab {vocab}, "
+            f"batch {batch}"
+        )
+        return (
+            TransformerLM(layers, d, heads, seq, vocab, rngs),
+            (tokens[:, :-1], tokens[:, 1:]),
+            desc,
+        )
     if name == "mlp":
         depth, width, batch = (20, 8, 2) if quick else (500, 32, 8)
         x = jax.random.normal(kx, (batch, width))
         y = jax.random.randint(ky, (batch,), 0, 10)
-        return DeepMLP(depth, width, rngs), (x, y), f"{depth} residual layers of width {width}, batch {batch}"
+        return (
+            DeepMLP(depth, width, rngs),
+            (x, y),
+            f"{depth} residual layers of width {width}, batch {batch}",
+        )
     raise ValueError(f"unknown model {name!r}; choose from resnet, lm, mlp")
 
 
@@ -186,7 +226,7 @@ class Path:
 
 
 def fake_grads(params: Any) -> Any:
-    """A fixed gradient for timing the update alone (Adam's cost does not depend on it)."""
+    """A fixed gradient for timing the update alone (Adam's cost is the same)."""
     return jax.tree.map(lambda p: 1e-3 * p, params)
 
 
@@ -195,7 +235,7 @@ def mxjax_adam(multi_tensor: bool) -> mx.optimizer.Optimizer:
 
 
 def nnx_path(model: nnx.Module, tx: optax.GradientTransformation) -> Path:
-    """``nnx.Optimizer`` in flax's functional form: ``split`` once, ``merge`` in the jit."""
+    """``nnx.Optimizer`` in flax's functional form: ``split`` once, ``merge`` in jit."""
     graphdef, state = nnx.split((model, nnx.Optimizer(model, tx, wrt=nnx.Param)))
 
     def step(state, x, y):
@@ -212,8 +252,10 @@ def nnx_path(model: nnx.Module, tx: optax.GradientTransformation) -> Path:
     return Path(state, step, update, fake_grads(nnx.state(model, nnx.Param)))
 
 
-def functional_path(model: nnx.Module, opt: mx.optimizer.Optimizer, packed: bool) -> Path:
-    """mxjax on the params of ``nnx.split`` (as plain arrays: ``nnx.as_pure``); the other
+def functional_path(
+    model: nnx.Module, opt: mx.optimizer.Optimizer, packed: bool
+) -> Path:
+    """mxjax on the params of ``nnx.split`` (plain arrays: ``nnx.as_pure``); the other
     variables (BatchNorm's statistics) are carried after them."""
     graphdef, params, rest = nnx.as_pure(nnx.split(model, nnx.Param, ...))
     if packed:
@@ -226,7 +268,9 @@ def functional_path(model: nnx.Module, opt: mx.optimizer.Optimizer, packed: bool
 
     def step(carry, x, y):
         params, state, rest = carry
-        (loss, rest), grads = jax.value_and_grad(loss_and_rest, has_aux=True)(params, rest, x, y)
+        (loss, rest), grads = jax.value_and_grad(loss_and_rest, has_aux=True)(
+            params, rest, x, y
+        )
         params, state = opt.update(grads, state, params)
         return (params, state, rest), loss
 
@@ -241,11 +285,15 @@ def build(impl: str, model: nnx.Module) -> Path:
     graphdef, variables = nnx.split(model)  # every path starts from its own copy
     model = nnx.merge(graphdef, jax.tree.map(jnp.copy, variables))
     if impl == "optax":
-        return nnx_path(model, optax.adam(ADAM["learning_rate"], b1=0.9, b2=0.999, eps=1e-8))
+        return nnx_path(
+            model, optax.adam(ADAM["learning_rate"], b1=0.9, b2=0.999, eps=1e-8)
+        )
     if impl in ("mxjax-nnx", "mxjax-nnx-mt"):
         return nnx_path(model, to_optax(mxjax_adam(impl.endswith("-mt"))))
     if impl in ("mxjax", "mxjax-mt", "mxjax-packed"):
-        return functional_path(model, mxjax_adam(impl != "mxjax"), impl == "mxjax-packed")
+        return functional_path(
+            model, mxjax_adam(impl != "mxjax"), impl == "mxjax-packed"
+        )
     raise ValueError(f"unknown implementation {impl!r}; choose from {', '.join(IMPLS)}")
 
 
@@ -259,7 +307,9 @@ class Case:
         self.impl, self.batch = impl, batch
         path = build(impl, model)
         t = time.perf_counter()
-        self.step = jax.jit(path.step, donate_argnums=0).lower(path.carry, *batch).compile()
+        self.step = (
+            jax.jit(path.step, donate_argnums=0).lower(path.carry, *batch).compile()
+        )
         self.compile_s = time.perf_counter() - t
         print(f"  {impl}: compiled in {self.compile_s:.2f} s", flush=True)
         self.path, self.carry, self.times, self.update_times = path, path.carry, [], []
@@ -318,11 +368,16 @@ def count(tree: Any) -> tuple[int, int]:
     return len(leaves), sum(x.size for x in leaves)
 
 
-def measure(name: str, impls: list[str], rounds: int, quick: bool, resnet_width: int) -> list[str]:
+def measure(
+    name: str, impls: list[str], rounds: int, quick: bool, resnet_width: int
+) -> list[str]:
     """The table rows of one model (also printed as they come)."""
     model, batch, desc = make_model(name, quick, resnet_width)
     tensors, size = count(nnx.state(model, nnx.Param))
-    print(f"\n{name}: {desc}; {tensors} parameter tensors, {size / 1e6:.2f}M parameters", flush=True)
+    print(
+        f"\n{name}: {desc}; {tensors} parameter tensors, {size / 1e6:.2f}M parameters",
+        flush=True,
+    )
     cases = [Case(impl, model, batch) for impl in impls]
     losses = {c.impl: c.sanity_losses() for c in cases}
     check_losses(losses, name)
@@ -331,7 +386,8 @@ def measure(name: str, impls: list[str], rounds: int, quick: bool, resnet_width:
         + ", ".join(f"{k} {v[1]:.6f}" for k, v in losses.items())
     )
     round_s = 0.1 if quick else 1.0
-    for c in cases:  # warm up the update; size a round to ~round_s of steps and of updates
+    # Warm up the update; size a round to ~round_s of steps and ~round_s of updates.
+    for c in cases:
         c.compile_update()
         c.run_updates(1)
         c.run_updates(1)
@@ -343,15 +399,19 @@ def measure(name: str, impls: list[str], rounds: int, quick: bool, resnet_width:
         for c in cases:
             c.run_steps(c.n_steps)
             c.run_updates(c.n_updates)
-    stats = {c.impl: (summarize(c.times), summarize(c.update_times), c.compile_s) for c in cases}
+    stats = {
+        c.impl: (summarize(c.times), summarize(c.update_times), c.compile_s)
+        for c in cases
+    }
     base = stats.get("optax")
     rows = []
     for impl, ((step, spread, dropped), (upd, _, _), compile_s) in stats.items():
         vs_step = f"{step / base[0][0]:.2f}" if base else "—"
         vs_compile = f"{compile_s / base[2]:.2f}" if base else "—"
         rows.append(
-            f"| {name} | {impl} | {step * 1e3:.1f} ±{spread:.0%} | {vs_step} | {compile_s:.2f} "
-            f"| {vs_compile} | {upd * 1e3:.2f} | {upd / step:.0%} | {dropped} |"
+            f"| {name} | {impl} | {step * 1e3:.1f} ±{spread:.0%} | {vs_step} "
+            f"| {compile_s:.2f} | {vs_compile} | {upd * 1e3:.2f} | {upd / step:.0%} "
+            f"| {dropped} |"
         )
         print(rows[-1], flush=True)
     return rows
@@ -367,12 +427,18 @@ def main() -> None:
     args = ap.parse_args()
     jax.config.update("jax_enable_compilation_cache", False)
     rounds = 1 if args.quick else args.rounds
-    rows = [r for m in args.models for r in measure(m, args.impls, rounds, args.quick, args.resnet_width)]
+    rows = [
+        r
+        for m in args.models
+        for r in measure(m, args.impls, rounds, args.quick, args.resnet_width)
+    ]
     print(
         f"\n# Whole training step\n\nMachine: {machine()}, flax {flax.__version__}; "
         f"{time.strftime('%Y-%m-%d %H:%M')}; {rounds} rounds.\n\n"
         "| model | path | step ms | step / optax | compile s | compile / optax "
-        "| update alone ms | update share of step | dropped rounds |\n|" + "---|" * 9 + "\n"
+        "| update alone ms | update share of step | dropped rounds |\n|"
+        + "---|" * 9
+        + "\n"
         + "\n".join(rows)
     )
 
