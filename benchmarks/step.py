@@ -192,11 +192,25 @@ class Case:
         self.times.append((time.perf_counter() - t) / steps)
 
     def summary(self):
-        best = min(self.times)
-        kept = [t for t in self.times if t <= 1.5 * best]  # drop disturbed rounds
-        med = statistics.median(kept)
-        spread = (max(kept) - min(kept)) / med if len(kept) > 1 else 0.0
-        return med, spread, len(self.times) - len(kept)
+        return summarize(self.times)
+
+
+def summarize(times: list[float]) -> tuple[float, float, int]:
+    """(median, (max - min) / median, rounds dropped) of per-round times; a round above
+    1.5x the best was disturbed and is dropped."""
+    best = min(times)
+    kept = [t for t in times if t <= 1.5 * best]
+    med = statistics.median(kept)
+    spread = (max(kept) - min(kept)) / med if len(kept) > 1 else 0.0
+    return med, spread, len(times) - len(kept)
+
+
+def machine() -> str:
+    """The processor, core count and library versions, for a results table."""
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"jax {jax.__version__} ({jax.default_backend()}), optax {optax.__version__}"
+    )
 
 
 def torch_version() -> str:
@@ -284,15 +298,13 @@ def main():
             f"| optimizer | workload {cols}| torch fused ms | torch foreach ms |\n|"
             + "---|" * (4 + 5 * len(args.impls))
         )
-    machine = (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"jax {jax.__version__} ({jax.default_backend()}), optax {optax.__version__}, "
-        f"{torch_version()}; "
+    described = (
+        f"{machine()}, {torch_version()}; "
         f"in-place a += s*b bandwidth {bw:.1f} GB/s; {time.strftime('%Y-%m-%d %H:%M')}"
     )
     text = (
         "# Optimizer step benchmark\n\n"
-        f"Machine: {machine}.\n\n"
+        f"Machine: {described}.\n\n"
         "mxjax through `mx.optimizer.jit_update` (donated, params first), with the "
         "default per-leaf state, with `multi_tensor=True` (mt: on the CPU, the "
         "custom call of `mxjax/_kernels`), and with `multi_tensor=True` on parameters "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 import optax
+import pytest
 from flax import linen, nnx
 
 import mxjax as mx
@@ -65,10 +66,15 @@ def nnx_train_step(model, optimizer, x, y):
     return loss
 
 
-def test_nnx_optimizer_with_mxjax_adam_decreases_loss():
+@pytest.mark.parametrize("multi_tensor", [False, True])
+def test_nnx_optimizer_with_mxjax_adam_decreases_loss(multi_tensor):
+    """Per leaf, and with ``multi_tensor=True``'s flat state kept by ``nnx.Optimizer``
+    between ``nnx.jit`` calls."""
     x, y = blobs()
     model = NnxMLP(nnx.Rngs(0))
-    opt = mx.optimizer.create("adam", learning_rate=0.05, wd=1e-4)
+    opt = mx.optimizer.create(
+        "adam", learning_rate=0.05, wd=1e-4, multi_tensor=multi_tensor
+    )
     optimizer = nnx.Optimizer(model, to_optax(opt), wrt=nnx.Param)
 
     @nnx.jit
@@ -89,6 +95,8 @@ def test_nnx_optimizer_with_mxjax_adam_decreases_loss():
     losses += [float(nnx_train_step(model, optimizer, x, y)) for _ in range(29)]
     assert losses[-1] < 0.5 * losses[0], losses
     assert int(optimizer.opt_state.count[...]) == 30  # mxjax's OptState.count
+    flat = isinstance(optimizer.opt_state.slots, mx.optimizer.MultiSlots)
+    assert flat == multi_tensor
 
 
 def test_linen_jit_train_step_with_mxjax_sgd_decreases_loss():
