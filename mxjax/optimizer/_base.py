@@ -122,7 +122,7 @@ def from_rule(
     layouts = Layouts(rule, cfg)
 
     def init(params: Params) -> OptState:
-        view = param_view(rule, cfg, layouts.for_init(params), params)
+        view = param_view(rule, cfg, layouts.for_params(params), params)
         for info in view.infos:
             if info.dtype in LOW_PRECISION and not info.master:
                 warnings.warn(
@@ -140,7 +140,7 @@ def from_rule(
         )
 
     def update(grads: Grads, state: OptState, params: Params) -> tuple[Params, OptState]:
-        layout = layouts.for_state(state)
+        layout = layouts.for_params(params)
         view = param_view(rule, cfg, layout, params, grads)
         g_values = view.grads(state)
         layout.check(view.infos, view.leaves, view.treedef, state.slots)

@@ -1,10 +1,10 @@
 """Which state layout an optimizer keeps: ``multi_tensor=True``, ``False`` or ``"auto"``.
 
 ``True`` always keeps the flat layout (:mod:`~mxjax.optimizer._multi`) where the rule has
-one, ``False`` always the per-leaf layout. ``"auto"`` (the default) decides at ``init``,
-from the parameters (arrays or ``jax.ShapeDtypeStruct``\\ s), and ``update`` follows the
-state it is given. ``"auto"`` keeps the flat layout when all of these hold, as measured
-in ``benchmarks/RESULTS.md`` (whole training steps and the update alone):
+one, ``False`` always the per-leaf layout. ``"auto"`` (the default) decides from the
+parameters (arrays or ``jax.ShapeDtypeStruct``\\ s), the same way in ``init`` and in
+``update``. It keeps the flat layout when all of these hold, as measured in
+``benchmarks/RESULTS.md`` (whole training steps and the update alone):
 
 * the rule is declared elementwise (``Rule.elementwise=True``: every built-in optimizer
   that has a flat layout) or ``per_leaf_scalars`` (LAMB, LANS, Nadam): a user rule that
@@ -56,19 +56,12 @@ class Layouts:
         self.flat: StateLayout | None = MultiTensor(rule, cfg) if rule.flat_state else None
         self.declared = rule.elementwise is True or rule.per_leaf_scalars
 
-    def for_init(self, params: Params) -> StateLayout:
-        """The layout ``init`` gives ``params``."""
+    def for_params(self, params: Params) -> StateLayout:
+        """The layout of ``params``' state: the one ``init`` makes and ``update``
+        steps (a state of the other layout is refused, naming it)."""
         if self.flat is None or self.mode is False:
             return self.per_leaf
-        if self.mode is True or (self.mode == "auto" and self._auto_flat(params)):
-            return self.flat
-        return self.per_leaf
-
-    def for_state(self, state: Any) -> StateLayout:
-        """The layout ``update`` steps ``state`` with (``"auto"``: the state's own)."""
-        if self.flat is None or self.mode is False:
-            return self.per_leaf
-        if self.mode is True or layout_of(state) == "multi-tensor":
+        if self.mode is True or self._auto_flat(params):
             return self.flat
         return self.per_leaf
 

@@ -83,8 +83,7 @@ def _config(rule: Rule, learning_rate: float | Schedule | None, given: Common) -
         _validate.flag(flag, c[flag])
     mt = c["multi_tensor"]
     if not isinstance(mt, bool) and not (isinstance(mt, str) and mt == "auto"):
-        exc = ValueError if isinstance(mt, str) else TypeError
-        _validate.fail("multi_tensor", 'True, False or "auto"', mt, "", exc)
+        _validate.fail("multi_tensor", 'True, False or "auto"', mt, "", TypeError)
     return _Config(
         rate=rate,
         wd=wd,
