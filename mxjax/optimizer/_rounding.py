@@ -15,7 +15,8 @@ The ``-0.0`` is computed at run time from the step count (:func:`opaque_zero`), 
 neither XLA nor LLVM can drop it; ``p + (-0.0)`` is ``p`` exactly (NaN, ±0 and ±Inf
 included), so when LLVM contracts the product into it (``fma(a, b, -0.0)``) that rounds
 ``a * b`` once, and the sum that follows rounds again: MXNet's two roundings, at no cost
-in instructions (the FMA replaces the multiply). A multiplication by an opaque one would
+in instructions (the FMA replaces the multiply). :func:`unfused`'s select is re-emitted as
+the same addition. A multiplication by an opaque one would
 not do: XLA gathers scalar factors (``(p * one) * s`` becomes ``p * (one * s)``). Everything
 else is re-emitted as it is. Outside a trace (eager calls) the function runs unchanged.
 
@@ -52,7 +53,9 @@ def unfused(x: jax.Array) -> jax.Array:
     and ``reduce_precision`` are optimised away); the value is unchanged, NaN included.
     The base also applies it to every new parameter: XLA on CPU runs an elementwise op
     that is fused with nothing (such as SGD's ``w + m'``, where ``m'`` is itself an
-    output) ~4x slower than a fusion.
+    output) ~4x slower than a fusion. Under :func:`no_contraction` (every jitted step)
+    the select is re-emitted as the cheaper ``x + opaque_zero`` (no compare, no blend);
+    the custom call's translator drops it.
     """
     # lax.select, not jnp.where: no nested jit to trace per leaf shape (same program)
     # (lax.full_like: the NaN operand keeps x's sharding, explicit sharding included)
@@ -65,11 +68,13 @@ def opaque_zero(counter: jax.Array, dtype: Any) -> jax.Array:
 
     ``x + (-0.0)`` is ``x`` exactly for every ``x`` (``-0``, ``+0``, NaN and ±Inf
     included), but neither XLA nor LLVM may drop the addition of a value it cannot see:
-    ``c = float32(counter | 1)`` is odd, so finite and non-zero, ``c / c`` is exactly
-    ``1``, and ``-(1 - 1)`` is ``-0.0``; without fast-math flags neither compiler folds
-    ``x / x`` or ``x - x`` (NaN for ``x`` = ±Inf or NaN), and the counter passes an
+    ``c = float32((counter & 0x7FFF) | 1)`` is odd and positive, so finite and non-zero,
+    ``c - c`` is ``+0``, and ``-(c - c) / c`` is ``-0.0``; without fast-math flags neither
+    compiler folds ``x - x`` (NaN for ``x`` = ±Inf or NaN), and the counter passes an
     optimization barrier, so a count known when compiling (``init`` and ``update`` in one
-    ``jit``) is not folded either. Scalar work, once per step and dtype.
+    ``jit``) is not folded either. The division comes last, so XLA computes the value in
+    one scalar fusion per step and dtype and hands it to every loop (a cheap op at the end
+    would be copied into each).
     """
     c = ((jax.lax.optimization_barrier(jnp.asarray(counter)) & 0x7FFF) | 1).astype(
         jnp.float32
