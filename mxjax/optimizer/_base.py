@@ -45,9 +45,10 @@ optimizer are), :mod:`._learning_rate` (MXNet's ``learning_rate``/``lr_scheduler
 rule), :mod:`._kernel_math` (helpers for kernels), :mod:`._preamble` (MXNet's shared
 preamble and the trace-time checks), :mod:`._layout` (the layout protocol, the per-leaf
 layout and the layout-independent slot view), :mod:`._choose` (which layout
-``multi_tensor`` picks), :mod:`._params` (the parameters' view:
-a plain tree or packed buffers, and ``opt.pack``), :mod:`._rounding` (MXNet's rounding
-under ``jit``), and :mod:`mxjax._validate` (argument validation).
+``multi_tensor`` picks), :mod:`._params` (the parameters' view: a plain tree or packed
+buffers, and ``opt.pack``), :mod:`._rounding` (MXNet's rounding under ``jit``: each layout
+passes the arithmetic XLA compiles through it, not the custom call), and
+:mod:`mxjax._validate` (argument validation).
 """
 
 from __future__ import annotations
@@ -77,7 +78,6 @@ from ._layout import (
 )
 from ._params import pack, param_view
 from ._preamble import _all_finite, _check_state, _config, _schedule
-from ._rounding import no_contraction
 
 __all__ = ["from_rule", "jit_update"]
 
@@ -154,10 +154,7 @@ def from_rule(
             else rule.prepare(state.extra, t, lr, len(view.leaves))
         )
         kw = dict(t=t, lr=lr, extra=step_extra)
-        # Every product rounds before it is summed, as in MXNet (no FMA under jit).
-        new_values, new_slots = no_contraction(view.step, t)(
-            view.values, g_values, state.slots, kw
-        )
+        new_values, new_slots = view.step(view.values, g_values, state.slots, kw)
         new_params = view.rebuild(new_values)
         new_state = OptState(count=t, slots=new_slots, extra=new_extra, skipped=state.skipped)
         if cfg.skip_nonfinite:

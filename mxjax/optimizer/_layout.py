@@ -16,6 +16,7 @@ from .._typing import Params, PyTree
 from ._contract import MASTER, OptState, Rule
 from ._packed import Layout
 from ._preamble import _Config, _Leaf, apply_rule
+from ._rounding import no_contraction
 
 
 @runtime_checkable
@@ -201,17 +202,21 @@ class _PerLeaf:
         slots: PyTree,
         **kw: Any,
     ) -> tuple[list, PyTree]:
-        new_params, new_slots, scalars = [], [], {}
-        per_leaf = _slots_per_leaf(treedef, slots, self.names)
-        n = len(p_leaves)
-        for j, (info, w, g, s) in enumerate(zip(infos, p_leaves, g_leaves, per_leaf)):
-            w_new, s_new = apply_rule(
-                self.rule, self.cfg, info, w, g, s, index=j, num_leaves=n,
-                scalars=scalars, **kw,
-            )
-            new_params.append(w_new)
-            new_slots.append(s_new)
-        return new_params, _slots_by_name(treedef, new_slots, self.names)
+        def leaves(p_leaves: list, g_leaves: list, slots: PyTree, kw: dict) -> tuple:
+            new_params, new_slots, scalars = [], [], {}
+            per_leaf = _slots_per_leaf(treedef, slots, self.names)
+            n = len(p_leaves)
+            for j, (info, w, g, s) in enumerate(zip(infos, p_leaves, g_leaves, per_leaf)):
+                w_new, s_new = apply_rule(
+                    self.rule, self.cfg, info, w, g, s, index=j, num_leaves=n,
+                    scalars=scalars, **kw,
+                )
+                new_params.append(w_new)
+                new_slots.append(s_new)
+            return new_params, _slots_by_name(treedef, new_slots, self.names)
+
+        # Every product rounds before it is summed, as in MXNet (no FMA under jit).
+        return no_contraction(leaves, kw["t"])(p_leaves, g_leaves, slots, kw)
 
 def slots_view(slots: PyTree) -> dict[str, dict[str, jax.Array]]:
     """``{parameter name: {slot name: array}}`` of a ``state.slots`` of any layout

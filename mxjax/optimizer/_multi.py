@@ -50,6 +50,7 @@ from ._fused import run_group, run_packed
 from ._layout import _expected_slots, _init_leaf, _slot_names, needs_values
 from ._packed import Layout, numels
 from ._preamble import _Config, _Leaf, apply_rule
+from ._rounding import no_contraction
 from ._verify import Paths
 
 _MAX_GROUP = 2**31 - 1  # elements in one flat buffer
@@ -406,9 +407,12 @@ class MultiTensor:
         packed buffer each, holding leaves of those shapes."""
         leaf_shapes = shapes or [tuple(jnp.shape(w)) for w in ws]
         choice = self.paths.choose(gr.info, flat, leaf_shapes, kw, n)
-        xla = lambda ws, gs, flat, kw: self._xla_group(  # noqa: E731
-            gr, infos, n, ws, gs, flat, kw, choice.xla == "concat", shapes
-        )
+        def xla(ws: list, gs: list, flat: tuple, kw: dict) -> tuple[list, tuple]:
+            run = lambda ws, gs, flat, kw: self._xla_group(  # noqa: E731
+                gr, infos, n, ws, gs, flat, kw, choice.xla == "concat", shapes
+            )
+            # XLA's arithmetic rounds each product as MXNet does (the custom call does)
+            return no_contraction(run, kw["t"])(ws, gs, flat, kw)
 
         @jax.custom_jvp
         def fused(ws, gs, flat, kw):
@@ -453,20 +457,24 @@ class MultiTensor:
                 new_params[j] = w_new
             new_groups.append(tuple(s_new))
         ungrouped = [j for j in range(n) if new_params[j] is None]
-        new_ungrouped = []
-        for j, s in zip(ungrouped, slots.leaves.slots, strict=True):
-            new_params[j], s_new = apply_rule(
-                self.rule,
-                self.cfg,
-                infos[j],
-                p_leaves[j],
-                g_leaves[j],
-                s,
-                index=j,
-                num_leaves=n,
-                **kw,
-            )
-            new_ungrouped.append(s_new)
+
+        def by_leaf(ws: list, gs: list, slots: list, kw: dict) -> tuple[list, list]:
+            out = [
+                apply_rule(
+                    self.rule, self.cfg, infos[j], w, g, s, index=j, num_leaves=n, **kw
+                )
+                for j, w, g, s in zip(ungrouped, ws, gs, slots, strict=True)
+            ]
+            return [w for w, _ in out], [s for _, s in out]
+
+        ws, new_ungrouped = no_contraction(by_leaf, kw["t"])(
+            [p_leaves[j] for j in ungrouped],
+            [g_leaves[j] for j in ungrouped],
+            list(slots.leaves.slots),
+            kw,
+        )
+        for j, w_new in zip(ungrouped, ws):
+            new_params[j] = w_new
         leaves = Ungrouped(new_ungrouped, slots.leaves.layout, self.names)
         return new_params, slots._replace(leaves=leaves, groups=tuple(new_groups))
 

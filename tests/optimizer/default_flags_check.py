@@ -2,7 +2,8 @@
 
 ``contracts``: prints whether this XLA contracts an unguarded ``a * b + c`` into an FMA;
 ``guards``: prints the guarded products that differ from NumPy's two roundings;
-``steps PATH``: saves three jitted steps of every optimizer (two configurations each).
+``steps PATH [flat]``: saves three jitted steps of every optimizer (two configurations
+each; ``flat``: with ``multi_tensor=True``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def tree(name: str, seed: int) -> dict[str, jax.Array]:
     return {k: jnp.asarray(rng.standard_normal(s).astype(np.float32)) for k, s in shapes.items()}
 
 
-def steps(path: str) -> None:
+def steps(path: str, multi_tensor: bool = False) -> None:
     out = {}
     for name in mx.optimizer.names():
         for i, kw in enumerate(CONFIGS):
@@ -41,7 +42,7 @@ def steps(path: str) -> None:
                 kw = {**kw, "wd": 0.0}
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                opt = mx.optimizer.create(name, **kw)
+                opt = mx.optimizer.create(name, multi_tensor=multi_tensor, **kw)
             params = tree(name, 0)
             state = opt.init(params)
             step = jax.jit(opt.update)
@@ -100,6 +101,6 @@ def contracts() -> bool:
 if __name__ == "__main__":
     what = sys.argv[1]
     if what == "steps":
-        steps(sys.argv[2])
+        steps(sys.argv[2], multi_tensor=sys.argv[3:] == ["flat"])
     else:
         print(json.dumps({"contracts": contracts, "guards": guards}[what]()))

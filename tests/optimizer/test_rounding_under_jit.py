@@ -66,17 +66,24 @@ EMITTER_MATH = {
 }
 
 
+@pytest.mark.parametrize("layout", ["per-leaf", "flat XLA"])
 def test_every_jitted_update_is_the_same_under_default_and_suite_flags(
-    tmp_path, fast_flags_supported
+    tmp_path, fast_flags_supported, monkeypatch, layout
 ) -> None:
     """Every optimizer, two configurations, three jitted steps: the same bits whether or
-    not LLVM may contract (but for the emitters' own rsqrt and log, EMITTER_MATH)."""
+    not LLVM may contract (but for the emitters' own rsqrt and log, EMITTER_MATH). Per
+    leaf, and with ``multi_tensor=True`` through XLA (no CPU kernel: the flat layout's
+    path on other backends)."""
     if not fast_flags_supported:
         pytest.skip("this XLA does not take the suite's flags: nothing to compare with")
+    flat = []
+    if layout == "flat XLA":
+        monkeypatch.setenv("MXJAX_NO_KERNELS", "1")
+        flat = ["flat"]
     runs = {}
     for label, flags in (("default", ""), ("suite", FAST_COMPILE)):
         path = tmp_path / f"{label}.npz"
-        under(flags, "-m", "tests.optimizer.default_flags_check", "steps", str(path))
+        under(flags, "-m", "tests.optimizer.default_flags_check", "steps", str(path), *flat)
         runs[label] = np.load(path)
     default, suite = runs["default"], runs["suite"]
     assert sorted(default.files) == sorted(suite.files) and default.files
