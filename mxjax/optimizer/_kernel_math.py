@@ -65,7 +65,8 @@ def scaled_powers(beta: float, s: jax.Array, count: int) -> jax.Array:
     for bit in range(count.bit_length()):
         consts = np.where((k >> bit) & 1 == 1, consts * base, consts)
         base = base * base
-    powers = int_pow(jnp.broadcast_to(s, (count,)), jnp.asarray(k, jnp.int32), count + 1)
+    s_k = jnp.broadcast_to(s, (count,))
+    powers = int_pow(s_k, jnp.asarray(k, jnp.int32), count + 1)
     return unfused(powers * consts)
 
 def unstack(v: jax.Array, chunk: int = 64) -> list[jax.Array]:
@@ -88,7 +89,7 @@ def unstack(v: jax.Array, chunk: int = 64) -> list[jax.Array]:
         out += jax.lax.reduce(
             masked,
             (zero,) * len(masked),
-            lambda a, b: tuple(x | y for x, y in zip(a, b)),
+            lambda a, b: tuple(x | y for x, y in zip(a, b, strict=True)),
             (0,),
         )
     return [jax.lax.bitcast_convert_type(x, v.dtype) for x in out]

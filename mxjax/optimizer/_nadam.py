@@ -68,7 +68,7 @@ def nadam(
     def prepare(m_schedule, t, lr, num_leaves):
         del lr
         mu_t, mu_next = jnp.float32(beta1) * decay(t), jnp.float32(beta1) * decay(t + 1)
-        # every leaf's S = m_schedule * mu_t**(j+1) at once, rounded as the kernel rounds
+        # every leaf's S = m_schedule * mu_t**(j+1) at once, rounded as kernels round
         sched = unfused(m_schedule * scaled_powers(beta1, decay(t), num_leaves))
         dens = _Denominators(1 - sched, 1 - unfused(sched * mu_next))
         return (m_schedule, mu_t, mu_next, dens), m_schedule * mu_t**num_leaves
@@ -137,9 +137,9 @@ def _positions(order: Sequence[str] | None) -> Any:
 class _Denominators:
     """Every leaf's ``1 - S`` and ``1 - S'`` for one step, as two vectors.
 
-    :meth:`leaf` hands a leaf its two as scalars of their own (:func:`unstack`, done once
-    per step: the object lives as long as one trace of the step), so that the per-leaf
-    programs of leaves of one shape are one program for XLA.
+    :meth:`leaf` hands a leaf its two as scalars of their own (:func:`unstack`, done
+    once per step: the object lives as long as one trace of the step), so that the
+    per-leaf programs of leaves of one shape are one program for XLA.
     """
 
     def __init__(self, den: jax.Array, den_next: jax.Array) -> None:
@@ -148,7 +148,7 @@ class _Denominators:
 
     def leaf(self, index: int) -> tuple[jax.Array, jax.Array]:
         if self._scalars is None:
-            self._scalars = list(zip(*(unstack(v) for v in self.vectors)))
+            self._scalars = list(zip(*(unstack(v) for v in self.vectors), strict=True))
         return self._scalars[index]
 
     def tree_flatten(self) -> tuple[tuple[jax.Array, jax.Array], None]:

@@ -32,9 +32,15 @@ def distinct_programs(n_leaves: int, name: str) -> int:
         if not comp.startswith("%fused"):
             continue
         body = re.sub(r", metadata=\{[^}]*\}", "", comp.split("\n", 1)[1])
-        names: dict[str, str] = {}
-        kinds.add(re.sub(r"%[\w.\-]+", lambda m: names.setdefault(m[0], f"%{len(names)}"), body))
+        kinds.add(_renamed(body))
     return len(kinds)
+
+
+def _renamed(body: str) -> str:
+    """``body`` with its instructions renamed in order of appearance."""
+    names: dict[str, str] = {}
+    return re.sub(r"%[\w.\-]+", lambda m: names.setdefault(m[0], f"%{len(names)}"),
+                  body)
 
 
 @pytest.mark.parametrize("name", ["nadam", "lamb"])
