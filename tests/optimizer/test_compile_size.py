@@ -24,7 +24,7 @@ def distinct_programs(n_leaves: int, name: str) -> int:
     """Distinct fused computations (up to instruction names) of ``name``'s jitted
     per-leaf step on ``n_leaves`` leaves of one shape."""
     params = {f"w{i:03d}": jnp.full((16,), 0.1 * (i + 1)) for i in range(n_leaves)}
-    opt = mx.optimizer.create(name)
+    opt = mx.optimizer.create(name, multi_tensor=False)  # the per-leaf path
     step = mx.optimizer.jit_update(opt)
     text = step.lower(params, opt.init(params), params).compile().as_text()
     kinds = set()
