@@ -9,7 +9,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._contract import Hyper
-from ._rounding import unfused
 
 
 def rescale_clip(g: jax.Array, h: Hyper) -> jax.Array:
@@ -48,48 +47,3 @@ def int_pow(x: jax.Array, n: int | jax.Array, bound: int) -> jax.Array:
         acc = jnp.where((n >> bit) & 1 == 1, acc * base, acc)
         base = base * base
     return acc
-
-def scaled_powers(beta: float, s: jax.Array, count: int) -> jax.Array:
-    """``(beta * s) ** k`` for ``k = 1 .. count`` (a float32 vector), with the bits
-    ``jit`` gives each static power ``(jnp.float32(beta) * s) ** k``.
-
-    XLA folds the constant out of a static integer power: ``(beta * s) ** k`` is
-    computed as ``s**k * beta**k``, both by ``lax.integer_pow``'s binary powering in
-    float32 and ``beta**k`` folded at compile time. This computes every ``k`` at once in
-    those operations (``beta**k`` on the host, ``s**k`` by :func:`int_pow`'s masked
-    products, the same multiplications), so a program needs one vector, not one scalar
-    program per power.
-    """
-    k = np.arange(1, count + 1)
-    consts, base = np.ones(count, np.float32), np.float32(beta)
-    for bit in range(count.bit_length()):
-        consts = np.where((k >> bit) & 1 == 1, consts * base, consts)
-        base = base * base
-    s_k = jnp.broadcast_to(s, (count,))
-    powers = int_pow(s_k, jnp.asarray(k, jnp.int32), count + 1)
-    return unfused(powers * consts)
-
-def unstack(v: jax.Array, chunk: int = 64) -> list[jax.Array]:
-    """The elements of vector ``v`` as separate scalars, the same bits, each in a buffer
-    of its own.
-
-    A leaf's update that reads ``v[j]`` itself (a slice, a constant index) is a program
-    of its own in XLA, while the updates of leaves of one shape that read a scalar
-    buffer are one program: XLA compiles each distinct program (~10 ms on the CPU). A
-    slice or a scalar computed alone is a program per element too; here one reduction
-    of several results hands out ``chunk`` elements (on the bits: an OR with zeros).
-    """
-    bits = jnp.dtype(f"uint{jnp.dtype(v.dtype).itemsize * 8}")
-    zero = jnp.zeros((), bits)
-    out: list[jax.Array] = []
-    for start in range(0, v.shape[0], chunk):
-        part = jax.lax.bitcast_convert_type(v[start : start + chunk], bits)
-        iota = jax.lax.iota(jnp.int32, part.shape[0])
-        masked = tuple(jnp.where(iota == i, part, zero) for i in range(part.shape[0]))
-        out += jax.lax.reduce(
-            masked,
-            (zero,) * len(masked),
-            lambda a, b: tuple(x | y for x, y in zip(a, b, strict=True)),
-            (0,),
-        )
-    return [jax.lax.bitcast_convert_type(x, v.dtype) for x in out]

@@ -13,8 +13,7 @@ from .._validate import real as check_range
 from ._adam import check_betas
 from ._base import from_rule
 from ._contract import Hyper, Optimizer, Rule, Slots
-from ._kernel_math import int_pow, one_minus_pow, scaled_powers, unstack
-from ._rounding import unfused
+from ._kernel_math import int_pow, one_minus_pow
 
 
 def nadam(
@@ -62,31 +61,25 @@ def nadam(
     log096 = math.log(0.96) * schedule_decay
     position = _positions(order)
 
-    def decay(t: jax.Array) -> jax.Array:  # mu(t) / beta1
-        return 1 - 0.5 * jnp.exp(t.astype(jnp.float32) * log096)
+    def mu(t: jax.Array) -> jax.Array:
+        return jnp.float32(beta1) * (1 - 0.5 * jnp.exp(t.astype(jnp.float32) * log096))
 
     def prepare(m_schedule, t, lr, num_leaves):
         del lr
-        mu_t, mu_next = jnp.float32(beta1) * decay(t), jnp.float32(beta1) * decay(t + 1)
-        # every leaf's S = m_schedule * mu_t**(j+1) at once, rounded as kernels round
-        sched = unfused(m_schedule * scaled_powers(beta1, decay(t), num_leaves))
-        dens = _Denominators(1 - sched, 1 - unfused(sched * mu_next))
-        return (m_schedule, mu_t, mu_next, dens), m_schedule * mu_t**num_leaves
+        mu_t, mu_next = mu(t), mu(t + 1)
+        return (m_schedule, mu_t, mu_next), m_schedule * mu_t**num_leaves
 
     def kernel(w: jax.Array, g: jax.Array, s: Slots, h: Hyper) -> tuple[jax.Array, Slots]:
         m, v = s
-        sched_prev, mu_t, mu_next, dens = h.extra
+        sched_prev, mu_t, mu_next = h.extra
         index = h.index if position is None else position(h.name, h.num_leaves)
-        if isinstance(index, int):  # 1 - S and 1 - S', computed once for all leaves
-            den, den_next = dens.leaf(index)
-        else:  # a traced index (the multi-tensor layout's CPU kernel)
-            sched = sched_prev * int_pow(mu_t, index + 1, h.num_leaves + 1)
-            den, den_next = 1 - sched, 1 - sched * mu_next
+        sched = sched_prev * int_pow(mu_t, index + 1, h.num_leaves + 1)
+        sched_next = sched * mu_next
         dt = w.dtype
         m = m * jnp.asarray(beta1, dt) + jnp.asarray(1.0 - beta1, dt) * g
         v = v * jnp.asarray(beta2, dt) + jnp.asarray(1.0 - beta2, dt) * g * g
-        g_prime = g / den.astype(dt)
-        m_prime = m / den_next.astype(dt)
+        g_prime = g / (1 - sched).astype(dt)
+        m_prime = m / (1 - sched_next).astype(dt)
         v_prime = v / one_minus_pow(beta2, h.t).astype(dt)
         m_bar = (1 - mu_t).astype(dt) * g_prime + mu_next.astype(dt) * m_prime
         return w - h.lr * m_bar / (jnp.sqrt(v_prime) + jnp.asarray(epsilon, dt)), (m, v)
@@ -131,29 +124,3 @@ def _positions(order: Sequence[str] | None) -> Any:
         return index[name]
 
     return position
-
-
-@jax.tree_util.register_pytree_node_class
-class _Denominators:
-    """Every leaf's ``1 - S`` and ``1 - S'`` for one step, as two vectors.
-
-    :meth:`leaf` hands a leaf its two as scalars of their own (:func:`unstack`, done
-    once per step: the object lives as long as one trace of the step), so that the
-    per-leaf programs of leaves of one shape are one program for XLA.
-    """
-
-    def __init__(self, den: jax.Array, den_next: jax.Array) -> None:
-        self.vectors = (den, den_next)
-        self._scalars: list[tuple[jax.Array, jax.Array]] | None = None
-
-    def leaf(self, index: int) -> tuple[jax.Array, jax.Array]:
-        if self._scalars is None:
-            self._scalars = list(zip(*(unstack(v) for v in self.vectors), strict=True))
-        return self._scalars[index]
-
-    def tree_flatten(self) -> tuple[tuple[jax.Array, jax.Array], None]:
-        return self.vectors, None
-
-    @classmethod
-    def tree_unflatten(cls, aux: None, children: Any) -> _Denominators:
-        return cls(*children)
