@@ -1,6 +1,7 @@
 r"""The multi-tensor state layout (``multi_tensor=True``): leaves share flat buffers.
 
-With ``multi_tensor=True`` (a common argument of every optimizer), the leaves that share
+With ``multi_tensor=True`` (a common argument of every optimizer; the default ``"auto"``
+chooses this layout where :mod:`mxjax.optimizer._choose` says), the leaves that share
 a dtype, compute dtype, master-copy flag, ``lr_mult`` and ``wd_mult`` form a *group*,
 whatever their sizes. A group's state is one flat buffer per slot, shape ``(1, n)`` (``n``
 the group's element count; ``(1, 1, n)`` ... if a parameter has that shape, so no slot

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._typing import Params, PyTree, Schedule
-from ..optimizer import Optimizer
+from ..optimizer import Optimizer, layout_of
 from ..optimizer._learning_rate import resolve_learning_rate
 
 PROGRESS_MIN_STEPS = 1000
@@ -198,6 +198,11 @@ def fit(
     ``loss_fn(params, batch)``, then ``optimizer.update``; parameters and optimizer
     state are donated and updated in place (``params`` and ``state`` passed in are
     copied first, so they stay valid). Host synchronisation happens once per epoch.
+    When the state has the flat layout (``multi_tensor=True``, or the default ``"auto"``
+    where it chose it: :func:`~mxjax.optimizer.layout_of`), the step updates the
+    parameters packed into the optimizer's buffers (``optimizer.pack``), the fastest
+    form, and ``loss_fn`` and ``eval_fn`` still receive the tree (``unpack()``, which
+    is differentiable); the result's params are the tree.
 
     Args:
       loss_fn: ``loss_fn(params, batch) -> loss`` (a scalar), or with ``has_aux=True``
@@ -253,9 +258,14 @@ def fit(
     params = jax.tree.map(jnp.array, params)
     state = jax.tree.map(jnp.array, optimizer.init(params) if state is None else state)
     schedule = lr_schedule(optimizer)
-    grad_fn = jax.value_and_grad(
-        loss_fn if has_aux else lambda p, b: (loss_fn(p, b), {}), has_aux=True
-    )
+    # A state of the flat layout (multi_tensor=True, or "auto" where it chose it) steps
+    # fastest on parameters packed into its buffers; the loss still sees the tree.
+    packed = layout_of(state) == "multi-tensor"
+    tree: Callable[[Any], Params] = (lambda p: p.unpack()) if packed else (lambda p: p)
+    if packed:
+        params = optimizer.pack(params)
+    loss_of = loss_fn if has_aux else lambda p, b: (loss_fn(p, b), {})
+    grad_fn = jax.value_and_grad(lambda p, b: loss_of(tree(p), b), has_aux=True)
 
     def step(params: Params, state: PyTree, batch: Any) -> tuple[Any, ...]:
         (loss, aux), grads = grad_fn(params, batch)
@@ -330,7 +340,7 @@ def fit(
                 summary[name] = float(vals.mean())
             summary["lr"] = float(lrs[-1][-1])
             if eval_fn is not None:
-                summary.update({k: float(v) for k, v in eval_fn(params).items()})
+                summary.update({k: float(v) for k, v in eval_fn(tree(params)).items()})
             summary["time"] = elapsed
             epochs.append(summary)
             if bar is not None:
@@ -360,4 +370,4 @@ def fit(
         epochs=epochs,
         first_step_time=first_step_time,
     )
-    return FitResult(params, state, history)
+    return FitResult(tree(params), state, history)

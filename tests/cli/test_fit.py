@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -213,3 +215,42 @@ def test_state_sharing_param_buffers_is_copied_before_donation():
         training.softmax_loss, _params(), batches, opt, 2, has_aux=True
     )
     assert h.steps == 2 and int(state.count) == 2
+
+
+def test_a_flat_state_trains_packed_parameters_and_the_loss_sees_the_tree():
+    """multi_tensor="auto" keeps a many-leaf tree flat; fit then steps the parameters
+    packed (opt.pack), the same numbers as a hand-written packed loop, while loss_fn
+    and eval_fn get the tree."""
+    n = mx.optimizer.AUTO_MIN_LEAVES + 4
+    rng = np.random.default_rng(0)
+    params = {f"w{i:03d}": jnp.asarray(rng.standard_normal(3), jnp.float32) for i in range(n)}
+    batches = [jnp.asarray(rng.standard_normal(3), jnp.float32) for _ in range(4)]
+    seen = []
+
+    def loss_fn(p, b):
+        seen.append(type(p))
+        return sum(jnp.sum((w - b) ** 2) for w in p.values())
+
+    opt = mx.optimizer.create("adam", learning_rate=0.1)
+    packs = []
+    spy = dataclasses.replace(opt, pack=lambda t: packs.append(1) or opt.pack(t))
+    p, s, _ = mx.fit(loss_fn, params, batches, spy, num_epoch=2,
+                     eval_fn=lambda p: {"n": len(p)})
+    assert seen and set(seen) == {dict} and isinstance(p, dict)
+    flat = mx.optimizer.layout_of(opt.init(params)) == "multi-tensor"
+    assert len(packs) == int(flat)  # packed once, where the state is flat
+    assert mx.optimizer.layout_of(s) == mx.optimizer.layout_of(opt.init(params))
+    # the same steps by hand: packed where the layout is flat, else the tree
+    q = opt.pack(params) if flat else params
+    r = opt.init(q)
+    grad = jax.jit(jax.grad(lambda q, b: loss_fn(q.unpack() if flat else q, b)))
+    for _ in range(2):
+        for b in batches:
+            q, r = jax.jit(opt.update)(grad(q, b), r, q)
+    want = q.unpack() if flat else q
+    for k in params:
+        np.testing.assert_array_equal(p[k], want[k])
+    per_leaf = mx.optimizer.create("adam", learning_rate=0.1, multi_tensor=False)
+    p2, _, _ = mx.fit(loss_fn, params, batches, per_leaf, num_epoch=2)
+    for k in params:
+        np.testing.assert_allclose(p[k], p2[k], rtol=1e-5, atol=1e-6)
