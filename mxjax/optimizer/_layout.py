@@ -202,21 +202,36 @@ class _PerLeaf:
         slots: PyTree,
         **kw: Any,
     ) -> tuple[list, PyTree]:
-        def leaves(p_leaves: list, g_leaves: list, slots: PyTree, kw: dict) -> tuple:
-            new_params, new_slots, scalars = [], [], {}
-            per_leaf = _slots_per_leaf(treedef, slots, self.names)
-            n = len(p_leaves)
-            for j, (info, w, g, s) in enumerate(zip(infos, p_leaves, g_leaves, per_leaf)):
-                w_new, s_new = apply_rule(
-                    self.rule, self.cfg, info, w, g, s, index=j, num_leaves=n,
-                    scalars=scalars, **kw,
-                )
-                new_params.append(w_new)
-                new_slots.append(s_new)
-            return new_params, _slots_by_name(treedef, new_slots, self.names)
+        n = len(p_leaves)
+        new_params, new_slots = apply_leaves(
+            self.rule, self.cfg, list(enumerate(infos)), n, p_leaves, g_leaves,
+            _slots_per_leaf(treedef, slots, self.names), kw,
+        )
+        return new_params, _slots_by_name(treedef, new_slots, self.names)
 
-        # Every product rounds before it is summed, as in MXNet (no FMA under jit).
-        return no_contraction(leaves, kw["t"])(p_leaves, g_leaves, slots, kw)
+
+def apply_leaves(
+    rule: Rule, cfg: _Config, leaves: list[tuple[int, _Leaf]], num_leaves: int,
+    ws: list, gs: list, slots: list, kw: dict,
+) -> tuple[list, list]:
+    """Leaves ``(index, info)`` one by one through :func:`apply_rule`: their new weights
+    and slots. Every product rounds before it is summed, as in MXNet (no FMA under
+    ``jit``: :func:`~mxjax.optimizer._rounding.no_contraction`)."""
+    if not leaves:
+        return [], []
+
+    def run(ws: list, gs: list, slots: list, kw: dict) -> tuple[list, list]:
+        scalars: dict = {}  # lr * lr_mult and wd * wd_mult, traced once per multiplier
+        out = [
+            apply_rule(
+                rule, cfg, info, w, g, s, index=j, num_leaves=num_leaves,
+                scalars=scalars, **kw,
+            )
+            for (j, info), w, g, s in zip(leaves, ws, gs, slots, strict=True)
+        ]
+        return [w for w, _ in out], [s for _, s in out]
+
+    return no_contraction(run, kw["t"])(ws, gs, slots, kw)
 
 def slots_view(slots: PyTree) -> dict[str, dict[str, jax.Array]]:
     """``{parameter name: {slot name: array}}`` of a ``state.slots`` of any layout

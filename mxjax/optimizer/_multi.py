@@ -48,7 +48,7 @@ from jax import lax
 
 from ._contract import Rule
 from ._fused import run_group, run_packed
-from ._layout import _expected_slots, _init_leaf, _slot_names, needs_values
+from ._layout import _expected_slots, _init_leaf, _slot_names, apply_leaves, needs_values
 from ._packed import Layout, numels
 from ._preamble import _Config, _Leaf, apply_rule
 from ._rounding import no_contraction
@@ -458,21 +458,10 @@ class MultiTensor:
                 new_params[j] = w_new
             new_groups.append(tuple(s_new))
         ungrouped = [j for j in range(n) if new_params[j] is None]
-
-        def by_leaf(ws: list, gs: list, slots: list, kw: dict) -> tuple[list, list]:
-            out = [
-                apply_rule(
-                    self.rule, self.cfg, infos[j], w, g, s, index=j, num_leaves=n, **kw
-                )
-                for j, w, g, s in zip(ungrouped, ws, gs, slots, strict=True)
-            ]
-            return [w for w, _ in out], [s for _, s in out]
-
-        ws, new_ungrouped = no_contraction(by_leaf, kw["t"])(
-            [p_leaves[j] for j in ungrouped],
-            [g_leaves[j] for j in ungrouped],
-            list(slots.leaves.slots),
-            kw,
+        ws, new_ungrouped = apply_leaves(
+            self.rule, self.cfg, [(j, infos[j]) for j in ungrouped], n,
+            [p_leaves[j] for j in ungrouped], [g_leaves[j] for j in ungrouped],
+            list(slots.leaves.slots), kw,
         )
         for j, w_new in zip(ungrouped, ws):
             new_params[j] = w_new
