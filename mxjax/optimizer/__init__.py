@@ -28,6 +28,7 @@ from ._contract import Common as Common
 from ._contract import Hyper as Hyper
 from ._contract import Optimizer as Optimizer
 from ._contract import OptState as OptState
+from ._contract import PerLeaf as PerLeaf
 from ._contract import Rule as Rule
 from ._dcasgd import dcasgd as dcasgd
 from ._ftml import ftml as ftml

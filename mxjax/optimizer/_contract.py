@@ -45,6 +45,28 @@ class Hyper(NamedTuple):
 
 Slots = tuple[jax.Array, ...]
 
+@jax.tree_util.register_pytree_node_class
+class PerLeaf:
+    """Values in a rule's ``step_extra`` (what ``prepare`` returns for the step) that
+    differ by leaf: 1-D arrays, element ``j`` for the leaf of index ``j`` (tree order).
+
+    A layout that updates leaf by leaf hands the kernel of leaf ``j`` the tuple of its
+    elements instead, as scalars in buffers of their own (so that leaves of one shape
+    run the same compiled loop whatever their index; a leaf that read ``v[j]`` itself
+    would be a program of its own). The multi-tensor layout hands the kernel the
+    :class:`PerLeaf` itself, with ``h.index`` traced. A kernel therefore accepts both.
+    """
+
+    def __init__(self, *vectors: jax.Array) -> None:
+        self.vectors = vectors
+
+    def tree_flatten(self) -> tuple[tuple[jax.Array, ...], None]:
+        return self.vectors, None
+
+    @classmethod
+    def tree_unflatten(cls, aux: None, children: Any) -> PerLeaf:
+        return cls(*children)
+
 Kernel = Callable[[jax.Array, jax.Array, Slots, Hyper], tuple[jax.Array, Slots]]
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +95,8 @@ class Rule:
       wd_suffixes: the name suffixes that keep weight decay under ``wd_by_name=True``.
       init_extra: ``() -> pytree``: optimizer-global state (Nadam's momentum schedule).
       prepare: ``(extra, t, lr, num_leaves) -> (step_extra, new_extra)``, run once per
-        step before the kernels; ``step_extra`` reaches every kernel as ``h.extra``.
+        step before the kernels; ``step_extra`` reaches every kernel as ``h.extra``
+        (values that differ by leaf in a :class:`PerLeaf`).
       count_offset: added to ``num_update`` when calling the schedule (LBSGD: -1) [Q5].
       elementwise: whether the kernel computes each element of a leaf from the same
         element of its inputs alone, the same way on every leaf (no use of the leaf's

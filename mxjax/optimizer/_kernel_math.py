@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._contract import Hyper
+from ._rounding import unfused
 
 
 def rescale_clip(g: jax.Array, h: Hyper) -> jax.Array:
@@ -47,3 +48,22 @@ def int_pow(x: jax.Array, n: int | jax.Array, bound: int) -> jax.Array:
         acc = jnp.where((n >> bit) & 1 == 1, acc * base, acc)
         base = base * base
     return acc
+
+def scaled_powers(beta: float, s: jax.Array, count: int) -> jax.Array:
+    """``(beta * s) ** k`` for ``k = 1 .. count`` (a float32 vector), with the bits
+    ``jit`` gives each static power ``(jnp.float32(beta) * s) ** k``.
+
+    XLA folds the constant out of a static integer power: ``(beta * s) ** k`` is
+    computed as ``s**k * beta**k``, both by ``lax.integer_pow``'s binary powering in
+    float32 and ``beta**k`` folded at compile time. This computes every ``k`` at once in
+    those operations (``beta**k`` on the host, ``s**k`` by :func:`int_pow`'s masked
+    products, the same multiplications), so a step needs one vector, not one scalar
+    program per power.
+    """
+    k = np.arange(1, count + 1)
+    consts, base = np.ones(count, np.float32), np.float32(beta)
+    for bit in range(count.bit_length()):
+        consts = np.where((k >> bit) & 1 == 1, consts * base, consts)
+        base = base * base
+    powers = int_pow(jnp.broadcast_to(s, (count,)), jnp.asarray(k, jnp.int32), count + 1)
+    return unfused(powers * consts)

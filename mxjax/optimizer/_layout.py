@@ -15,8 +15,8 @@ from .._names import path_name
 from .._typing import Params, PyTree
 from ._contract import MASTER, OptState, Rule
 from ._packed import Layout
-from ._preamble import _Config, _Leaf, apply_rule
-from ._rounding import no_contraction
+from ._leaves import apply_leaves
+from ._preamble import _Config, _Leaf
 
 
 @runtime_checkable
@@ -209,29 +209,6 @@ class _PerLeaf:
         )
         return new_params, _slots_by_name(treedef, new_slots, self.names)
 
-
-def apply_leaves(
-    rule: Rule, cfg: _Config, leaves: list[tuple[int, _Leaf]], num_leaves: int,
-    ws: list, gs: list, slots: list, kw: dict,
-) -> tuple[list, list]:
-    """Leaves ``(index, info)`` one by one through :func:`apply_rule`: their new weights
-    and slots. Every product rounds before it is summed, as in MXNet (no FMA under
-    ``jit``: :func:`~mxjax.optimizer._rounding.no_contraction`)."""
-    if not leaves:
-        return [], []
-
-    def run(ws: list, gs: list, slots: list, kw: dict) -> tuple[list, list]:
-        scalars: dict = {}  # lr * lr_mult and wd * wd_mult, traced once per multiplier
-        out = [
-            apply_rule(
-                rule, cfg, info, w, g, s, index=j, num_leaves=num_leaves,
-                scalars=scalars, **kw,
-            )
-            for (j, info), w, g, s in zip(leaves, ws, gs, slots, strict=True)
-        ]
-        return [w for w, _ in out], [s for _, s in out]
-
-    return no_contraction(run, kw["t"])(ws, gs, slots, kw)
 
 def slots_view(slots: PyTree) -> dict[str, dict[str, jax.Array]]:
     """``{parameter name: {slot name: array}}`` of a ``state.slots`` of any layout

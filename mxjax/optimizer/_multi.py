@@ -48,7 +48,8 @@ from jax import lax
 
 from ._contract import Rule
 from ._fused import run_group, run_packed
-from ._layout import _expected_slots, _init_leaf, _slot_names, apply_leaves, needs_values
+from ._layout import _expected_slots, _init_leaf, _slot_names, needs_values
+from ._leaves import apply_leaves
 from ._packed import Layout, numels
 from ._preamble import _Config, _Leaf, apply_rule
 from ._rounding import no_contraction

@@ -12,8 +12,9 @@ import jax.numpy as jnp
 from .._validate import real as check_range
 from ._adam import check_betas
 from ._base import from_rule
-from ._contract import Hyper, Optimizer, Rule, Slots
-from ._kernel_math import int_pow, one_minus_pow
+from ._contract import Hyper, Optimizer, PerLeaf, Rule, Slots
+from ._kernel_math import int_pow, one_minus_pow, scaled_powers
+from ._rounding import unfused
 
 
 def nadam(
@@ -61,25 +62,31 @@ def nadam(
     log096 = math.log(0.96) * schedule_decay
     position = _positions(order)
 
-    def mu(t: jax.Array) -> jax.Array:
-        return jnp.float32(beta1) * (1 - 0.5 * jnp.exp(t.astype(jnp.float32) * log096))
+    def decay(t: jax.Array) -> jax.Array:  # mu(t) / beta1
+        return 1 - 0.5 * jnp.exp(t.astype(jnp.float32) * log096)
 
     def prepare(m_schedule, t, lr, num_leaves):
         del lr
-        mu_t, mu_next = mu(t), mu(t + 1)
-        return (m_schedule, mu_t, mu_next), m_schedule * mu_t**num_leaves
+        mu_t, mu_next = jnp.float32(beta1) * decay(t), jnp.float32(beta1) * decay(t + 1)
+        # every leaf's S = m_schedule * mu_t**(j+1) at once, rounded as the kernel rounds
+        sched = unfused(m_schedule * scaled_powers(beta1, decay(t), num_leaves))
+        dens = PerLeaf(1 - sched, 1 - unfused(sched * mu_next))
+        return (m_schedule, mu_t, mu_next, dens), m_schedule * mu_t**num_leaves
 
     def kernel(w: jax.Array, g: jax.Array, s: Slots, h: Hyper) -> tuple[jax.Array, Slots]:
         m, v = s
-        sched_prev, mu_t, mu_next = h.extra
-        index = h.index if position is None else position(h.name, h.num_leaves)
-        sched = sched_prev * int_pow(mu_t, index + 1, h.num_leaves + 1)
-        sched_next = sched * mu_next
+        sched_prev, mu_t, mu_next, dens = h.extra
+        if position is None and not isinstance(dens, PerLeaf):
+            den, den_next = dens  # this leaf's 1 - S and 1 - S', from the vectors
+        else:  # the multi-tensor layout (a traced index), or an order
+            index = h.index if position is None else position(h.name, h.num_leaves)
+            sched = sched_prev * int_pow(mu_t, index + 1, h.num_leaves + 1)
+            den, den_next = 1 - sched, 1 - sched * mu_next
         dt = w.dtype
         m = m * jnp.asarray(beta1, dt) + jnp.asarray(1.0 - beta1, dt) * g
         v = v * jnp.asarray(beta2, dt) + jnp.asarray(1.0 - beta2, dt) * g * g
-        g_prime = g / (1 - sched).astype(dt)
-        m_prime = m / (1 - sched_next).astype(dt)
+        g_prime = g / den.astype(dt)
+        m_prime = m / den_next.astype(dt)
         v_prime = v / one_minus_pow(beta2, h.t).astype(dt)
         m_bar = (1 - mu_t).astype(dt) * g_prime + mu_next.astype(dt) * m_prime
         return w - h.lr * m_bar / (jnp.sqrt(v_prime) + jnp.asarray(epsilon, dt)), (m, v)

@@ -57,6 +57,7 @@ from .. import _kernels
 from ._contract import Rule
 from ._fused import Program, compile_group
 from ._preamble import _Config, _Leaf, apply_rule
+from ._probes import NameProbe, NameRead
 
 Path = Literal["kernel", "concat", "slices"]
 
@@ -97,10 +98,6 @@ class _Refuted(Exception):
     """The rule is not the same program on every leaf; the message says why."""
 
 
-class _NameRead(Exception):
-    """Raised by :class:`_NameProbe` when a rule reads ``h.name``."""
-
-
 class _ShapeWatch(threading.local):
     """Whether this thread is verifying, and what of the leaf's shape a rule compared."""
 
@@ -138,19 +135,6 @@ def _watch_dimensions() -> None:
     verification; outside one they only answer as before)."""
     _DIM.__eq__ = _watched(_DIM.__eq__, False, "==")  # type: ignore[method-assign]
     _DIM.__ne__ = _watched(_DIM.__ne__, True, "!=")  # type: ignore[method-assign]
-
-
-class _NameProbe:
-    """``h.name`` while verifying: any use of it (a method, a comparison, ``str``, a
-    hash, a C function wanting a ``str``) is an error, so a rule that reads the name
-    is seen to read it."""
-
-    def _read(self, *args: Any, **kwargs: Any) -> Any:
-        raise _NameRead("h.name")
-
-    __getattr__ = __str__ = __repr__ = __format__ = __hash__ = __eq__ = __ne__ = _read
-    __lt__ = __le__ = __gt__ = __ge__ = __len__ = __iter__ = __contains__ = _read
-    __getitem__ = __add__ = __radd__ = __mod__ = __bool__ = __fspath__ = _read
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,7 +268,7 @@ def _trace(
     names = ", ".join(f"d{i}" for i in range(rank))
     shape = tuple(export.symbolic_shape(names)) if rank else ()
     leaf = lambda dt: jax.ShapeDtypeStruct(shape, dt)  # noqa: E731
-    probe = info._replace(name=_NameProbe())
+    probe = info._replace(name=NameProbe())
 
     def update(w, g, slots, t, lr, extra, index):
         return apply_rule(
@@ -299,7 +283,7 @@ def _trace(
     _WATCH.active, _WATCH.read = True, ""
     try:
         closed = jax.make_jaxpr(update)(*args)
-    except _NameRead:
+    except NameRead:
         raise _Refuted("it reads h.name") from None
     except _Refuted:
         raise
@@ -308,7 +292,7 @@ def _trace(
     except jax.errors.TracerBoolConversionError as e:
         raise _Refuted(f"it uses a traced value in Python control flow ({_short(e)})")
     except Exception as e:  # noqa: BLE001 - whatever the rule raised, it is refused
-        if type(_NameProbe()).__name__ in str(e):  # a C function wanted a str
+        if type(NameProbe()).__name__ in str(e):  # a C function wanted a str
             raise _Refuted("it reads h.name") from None
         raise _Refuted(
             f"tracing it on a leaf of symbolic shape {shape} raised "
