@@ -32,7 +32,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from .. import _kernels
 from ._contract import PerLeaf, Rule
+from ._packed import _split
 from ._preamble import _Config, _Leaf, apply_rule
 from ._probes import IndexProbe, NameProbe
 from ._rounding import no_contraction, opaque_zero
@@ -90,10 +92,14 @@ def unstack(v: jax.Array, chunk: int = 64) -> list[jax.Array]:
     """The elements of vector ``v`` as separate scalars, the same bits, each in a buffer
     of its own.
 
-    A slice ``v[j]`` (a constant index) is a program of its own for XLA, as is a scalar
-    computed alone; here one reduction of several results hands out ``chunk`` elements
-    (on the bits: an OR with zeros), so a step has ``len(v) / chunk`` such programs.
+    A slice ``v[j]`` (a constant index) is a program of its own for XLA (~10 ms to
+    compile each), as is a scalar computed alone. On the CPU with mxjax's kernel, one
+    custom call copies them out (as ``Packed.unpack`` does); elsewhere one reduction of
+    several results hands out ``chunk`` elements (on the bits: an OR with zeros), so a
+    step has ``len(v) / chunk`` such programs (~1 ms of compile time per element).
     """
+    if _kernels.available():
+        return [jnp.reshape(x, ()) for x in _split(v, (1,) * v.shape[0])]
     bits = jnp.dtype(f"uint{jnp.dtype(v.dtype).itemsize * 8}")
     zero = jnp.zeros((), bits)
     out: list[jax.Array] = []

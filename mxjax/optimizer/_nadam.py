@@ -70,23 +70,29 @@ def nadam(
         mu_t, mu_next = jnp.float32(beta1) * decay(t), jnp.float32(beta1) * decay(t + 1)
         # every leaf's S = m_schedule * mu_t**(j+1) at once, rounded as the kernel rounds
         sched = unfused(m_schedule * scaled_powers(beta1, decay(t), num_leaves))
-        dens = PerLeaf(1 - sched, 1 - unfused(sched * mu_next))
+        den, den_next = 1 - sched, 1 - unfused(sched * mu_next)
+        dens = PerLeaf(den, den_next, 1 / den, 1 / den_next)
         return (m_schedule, mu_t, mu_next, dens), m_schedule * mu_t**num_leaves
 
     def kernel(w: jax.Array, g: jax.Array, s: Slots, h: Hyper) -> tuple[jax.Array, Slots]:
         m, v = s
         sched_prev, mu_t, mu_next, dens = h.extra
-        if position is None and not isinstance(dens, PerLeaf):
-            den, den_next = dens  # this leaf's 1 - S and 1 - S', from the vectors
-        else:  # the multi-tensor layout (a traced index), or an order
-            index = h.index if position is None else position(h.name, h.num_leaves)
-            sched = sched_prev * int_pow(mu_t, index + 1, h.num_leaves + 1)
-            den, den_next = 1 - sched, 1 - sched * mu_next
         dt = w.dtype
         m = m * jnp.asarray(beta1, dt) + jnp.asarray(1.0 - beta1, dt) * g
         v = v * jnp.asarray(beta2, dt) + jnp.asarray(1.0 - beta2, dt) * g * g
-        g_prime = g / den.astype(dt)
-        m_prime = m / den_next.astype(dt)
+        if position is None and not isinstance(dens, PerLeaf):
+            # this leaf's 1 - S and 1 - S' (and their reciprocals), from the vectors
+            den, den_next, inv, inv_next = dens
+        else:  # the multi-tensor layout (a traced index), or an order
+            index = h.index if position is None else position(h.name, h.num_leaves)
+            sched = sched_prev * int_pow(mu_t, index + 1, h.num_leaves + 1)
+            den, den_next, inv = 1 - sched, 1 - sched * mu_next, None
+        if inv is not None and dt == jnp.float32:
+            # g / den as XLA computes it under jit (g * (1 / den)), the reciprocal
+            # computed once per step for all leaves rather than in a program per leaf
+            g_prime, m_prime = g * inv, m * inv_next
+        else:
+            g_prime, m_prime = g / den.astype(dt), m / den_next.astype(dt)
         v_prime = v / one_minus_pow(beta2, h.t).astype(dt)
         m_bar = (1 - mu_t).astype(dt) * g_prime + mu_next.astype(dt) * m_prime
         return w - h.lr * m_bar / (jnp.sqrt(v_prime) + jnp.asarray(epsilon, dt)), (m, v)
