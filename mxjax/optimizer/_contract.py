@@ -23,7 +23,11 @@ class Hyper(NamedTuple):
       wd: the leaf's weight decay, ``wd * wd_mult`` (compute dtype).
       t: this update's count, int32: ``begin_num_update + k`` on the k-th update.
       index: the leaf's position in tree order (a Python int).
-      name: the leaf's MXNet-style name (``fc_weight``; see :mod:`mxjax._names`).
+      name: the leaf's MXNet-style name (``fc_weight``; see :mod:`mxjax._names`). A
+        kernel that reads neither ``index`` nor ``name`` is traced once for all the leaves
+        of a kind (:mod:`~mxjax.optimizer._leaves`), with stand-ins that raise when read;
+        so a kernel must not branch on their type or identity (``isinstance(h.index,
+        int)``, ``h.name is None``) without reading them.
       num_leaves: the number of leaves (a Python int).
       extra: what the rule's ``prepare`` returned for this step, else ``None``.
       rescale_grad: the optimizer's ``rescale_grad`` (for kernels with ``wd_mode="raw"``).
@@ -50,15 +54,24 @@ class PerLeaf:
     """Values in a rule's ``step_extra`` (what ``prepare`` returns for the step) that
     differ by leaf: 1-D arrays, element ``j`` for the leaf of index ``j`` (tree order).
 
-    A layout that updates leaf by leaf hands the kernel of leaf ``j`` the tuple of its
-    elements instead, as scalars in buffers of their own (so that leaves of one shape
-    run the same compiled loop whatever their index; a leaf that read ``v[j]`` itself
-    would be a program of its own). The multi-tensor layout hands the kernel the
-    :class:`PerLeaf` itself, with ``h.index`` traced. A kernel therefore accepts both.
+    Under a trace, a layout that updates leaf by leaf hands the kernel of leaf ``j`` the
+    tuple of its elements in place of the :class:`PerLeaf`, as scalars in buffers of
+    their own (so that leaves of one shape run the same compiled loop whatever their
+    index; a leaf that read ``v[j]`` itself would be a program of its own). Elsewhere
+    (op by op outside a trace, the multi-tensor layout) the kernel gets the
+    :class:`PerLeaf` itself, with ``h.index`` an int or a traced int32. A kernel accepts
+    both: :meth:`values` reads either. Only in ``step_extra``; the vectors must be 1-D,
+    one element per leaf (checked).
     """
 
     def __init__(self, *vectors: jax.Array) -> None:
         self.vectors = vectors
+
+    @staticmethod
+    def values(x: Any, index: Any) -> tuple[jax.Array, ...]:
+        """The leaf's elements from what the kernel got for a :class:`PerLeaf` ``x``:
+        the tuple itself, or each vector at ``index`` (``h.index``)."""
+        return tuple(v[index] for v in x.vectors) if isinstance(x, PerLeaf) else tuple(x)
 
     def tree_flatten(self) -> tuple[tuple[jax.Array, ...], None]:
         return self.vectors, None

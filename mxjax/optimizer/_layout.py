@@ -15,7 +15,7 @@ from .._names import path_name
 from .._typing import Params, PyTree
 from ._contract import MASTER, OptState, Rule
 from ._packed import Layout
-from ._leaves import apply_leaves
+from ._leaves import LeafSteps
 from ._preamble import _Config, _Leaf
 
 
@@ -179,6 +179,7 @@ class _PerLeaf:
     def __init__(self, rule: Rule, cfg: _Config):
         self.rule, self.cfg = rule, cfg
         self.names = _slot_names(rule, cfg)
+        self.apply_leaves = LeafSteps(rule, cfg)
 
     def init(self, infos: list[_Leaf], leaves: list, treedef: Any) -> PyTree:
         slots = [_init_leaf(self.rule, i, w) for i, w in zip(infos, leaves)]
@@ -203,8 +204,8 @@ class _PerLeaf:
         **kw: Any,
     ) -> tuple[list, PyTree]:
         n = len(p_leaves)
-        new_params, new_slots = apply_leaves(
-            self.rule, self.cfg, list(enumerate(infos)), n, p_leaves, g_leaves,
+        new_params, new_slots = self.apply_leaves(
+            list(enumerate(infos)), n, p_leaves, g_leaves,
             _slots_per_leaf(treedef, slots, self.names), kw,
         )
         return new_params, _slots_by_name(treedef, new_slots, self.names)

@@ -49,7 +49,7 @@ from jax import lax
 from ._contract import Rule
 from ._fused import run_group, run_packed
 from ._layout import _expected_slots, _init_leaf, _slot_names, needs_values
-from ._leaves import apply_leaves
+from ._leaves import LeafSteps
 from ._packed import Layout, numels
 from ._preamble import _Config, _Leaf, apply_rule
 from ._rounding import no_contraction
@@ -227,6 +227,7 @@ class MultiTensor:
         self.rule, self.cfg = rule, cfg
         self.names = _slot_names(rule, cfg)
         self.paths = Paths(rule, cfg)
+        self.apply_leaves = LeafSteps(rule, cfg)
 
     def init(
         self, infos: list[_Leaf], leaves: list, treedef: Any, values: Sequence | None = None
@@ -459,8 +460,8 @@ class MultiTensor:
                 new_params[j] = w_new
             new_groups.append(tuple(s_new))
         ungrouped = [j for j in range(n) if new_params[j] is None]
-        ws, new_ungrouped = apply_leaves(
-            self.rule, self.cfg, [(j, infos[j]) for j in ungrouped], n,
+        ws, new_ungrouped = self.apply_leaves(
+            [(j, infos[j]) for j in ungrouped], n,
             [p_leaves[j] for j in ungrouped], [g_leaves[j] for j in ungrouped],
             list(slots.leaves.slots), kw,
         )

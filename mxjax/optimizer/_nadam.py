@@ -68,10 +68,14 @@ def nadam(
     def prepare(m_schedule, t, lr, num_leaves):
         del lr
         mu_t, mu_next = jnp.float32(beta1) * decay(t), jnp.float32(beta1) * decay(t + 1)
-        # every leaf's S = m_schedule * mu_t**(j+1) at once, rounded as the kernel rounds
-        sched = unfused(m_schedule * scaled_powers(beta1, decay(t), num_leaves))
-        den, den_next = 1 - sched, 1 - unfused(sched * mu_next)
-        dens = PerLeaf(den, den_next, 1 / den, 1 / den_next)
+        dens = None
+        if position is None:
+            # every leaf's S = m_schedule * mu_t**(j+1) at once, rounded as the kernel
+            # rounds it (the bits of each static power under jit), 1 - S, 1 - S' and
+            # their reciprocals: a leaf-by-leaf layout hands each leaf its own
+            sched = unfused(m_schedule * scaled_powers(beta1, decay(t), num_leaves))
+            den, den_next = 1 - sched, 1 - unfused(sched * mu_next)
+            dens = PerLeaf(den, den_next, 1 / den, 1 / den_next)
         return (m_schedule, mu_t, mu_next, dens), m_schedule * mu_t**num_leaves
 
     def kernel(w: jax.Array, g: jax.Array, s: Slots, h: Hyper) -> tuple[jax.Array, Slots]:
@@ -80,10 +84,9 @@ def nadam(
         dt = w.dtype
         m = m * jnp.asarray(beta1, dt) + jnp.asarray(1.0 - beta1, dt) * g
         v = v * jnp.asarray(beta2, dt) + jnp.asarray(1.0 - beta2, dt) * g * g
-        if position is None and not isinstance(dens, PerLeaf):
-            # this leaf's 1 - S and 1 - S' (and their reciprocals), from the vectors
-            den, den_next, inv, inv_next = dens
-        else:  # the multi-tensor layout (a traced index), or an order
+        if isinstance(dens, tuple):  # this leaf's, handed out by a leaf-by-leaf layout
+            den, den_next, inv, inv_next = dens  # 1 - S, 1 - S' and their reciprocals
+        else:  # whole vectors (op by op, multi-tensor layout), or an order (no vectors)
             index = h.index if position is None else position(h.name, h.num_leaves)
             sched = sched_prev * int_pow(mu_t, index + 1, h.num_leaves + 1)
             den, den_next, inv = 1 - sched, 1 - sched * mu_next, None

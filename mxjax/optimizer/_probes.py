@@ -4,7 +4,9 @@ A rule's kernel receives ``h.name`` and ``h.index`` (:class:`~mxjax.optimizer.Hy
 Where mxjax wants one program for many leaves (the multi-tensor proof in
 :mod:`~mxjax.optimizer._verify`, the per-kind programs of
 :mod:`~mxjax.optimizer._leaves`), it traces the kernel with these in their place: any
-use raises, so a kernel that reads either is seen to read it.
+use raises, so a kernel that reads either is seen to read it. What they cannot see: a
+kernel that asks for the type or identity of either (``isinstance(h.index, int)``,
+``h.name is None``) and then does not read it; a kernel must not branch on those.
 """
 
 from __future__ import annotations
@@ -12,16 +14,19 @@ from __future__ import annotations
 from typing import Any
 
 
-class NameRead(Exception):
-    """Raised by :class:`NameProbe` when a rule reads ``h.name``."""
+class NameRead(BaseException):
+    """Raised by :class:`NameProbe` when a rule reads ``h.name`` (a ``BaseException``,
+    so that a kernel's own ``except Exception`` cannot take it for a failure of its own
+    and go on another way)."""
 
 
-class IndexRead(Exception):
-    """Raised by :class:`IndexProbe` when a rule reads ``h.index``."""
+class IndexRead(BaseException):
+    """Raised by :class:`IndexProbe` when a rule reads ``h.index`` (a
+    ``BaseException``, as :class:`NameRead`)."""
 
 
 class NameProbe:
-    """``h.name`` while verifying: any use of it (a method, a comparison, ``str``, a
+    """``h.name`` where it must not matter: any use of it (a method, a comparison, ``str``, a
     hash, a C function wanting a ``str``) is an error, so a rule that reads the name
     is seen to read it."""
 
@@ -31,6 +36,7 @@ class NameProbe:
     __getattr__ = __str__ = __repr__ = __format__ = __hash__ = __eq__ = __ne__ = _read
     __lt__ = __le__ = __gt__ = __ge__ = __len__ = __iter__ = __contains__ = _read
     __getitem__ = __add__ = __radd__ = __mod__ = __bool__ = __fspath__ = _read
+    __mul__ = __rmul__ = __rmod__ = __reduce__ = __reduce_ex__ = _read
 
 
 class IndexProbe:
@@ -42,6 +48,9 @@ class IndexProbe:
 
     __index__ = __int__ = __float__ = __bool__ = __hash__ = __eq__ = __ne__ = _read
     __lt__ = __le__ = __gt__ = __ge__ = __add__ = __radd__ = __sub__ = __rsub__ = _read
-    __mul__ = __rmul__ = __mod__ = __rshift__ = __and__ = __str__ = __repr__ = _read
-    __neg__ = __floordiv__ = __truediv__ = __pow__ = __jax_array__ = __array__ = _read
-    __getattr__ = __format__ = _read
+    __mul__ = __rmul__ = __mod__ = __rmod__ = __rshift__ = __rrshift__ = _read
+    __lshift__ = __rlshift__ = __and__ = __rand__ = __or__ = __ror__ = __xor__ = _read
+    __rxor__ = __neg__ = __pos__ = __abs__ = __invert__ = __round__ = __floor__ = _read
+    __ceil__ = __trunc__ = __floordiv__ = __rfloordiv__ = __truediv__ = _read
+    __rtruediv__ = __divmod__ = __rdivmod__ = __pow__ = __rpow__ = __complex__ = _read
+    __jax_array__ = __array__ = __getattr__ = __str__ = __repr__ = __format__ = _read

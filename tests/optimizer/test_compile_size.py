@@ -133,3 +133,82 @@ def test_unstack_keeps_every_bit() -> None:
     out = jax.jit(lambda x: jnp.stack(unstack(x)))(jnp.asarray(v))
     assert all(s.shape == () for s in jax.eval_shape(unstack, jnp.asarray(v)))
     np.testing.assert_array_equal(np.asarray(out).view(np.int32), v.view(np.int32))
+
+
+def test_a_refused_kind_leaves_no_calls_behind() -> None:
+    # the first kind traces without its name, the second reads it: the step must run
+    # each leaf's kernel once (a debug callback counts the runs), not the first kind's
+    # shared calls as well as its leaf-by-leaf ones
+    runs = []
+
+    def kernel(w, g, slots, h):
+        jax.debug.callback(lambda: runs.append(1))
+        scale = float(len(h.name)) if w.shape == (2,) else 1.0
+        return w - h.lr * scale * g, slots
+
+    params = {"a": jnp.ones((4,)), "b": jnp.ones((4,)), "cc": jnp.ones((2,))}
+    opt = mx.optimizer.from_rule(
+        mx.optimizer.Rule(kernel, elementwise=False), learning_rate=0.1, multi_tensor=False
+    )
+    out, _ = jax.jit(opt.update)(params, opt.init(params), params)
+    jax.block_until_ready(out)
+    jax.effects_barrier()
+    assert len(runs) == 3
+    np.testing.assert_allclose(np.asarray(out["cc"]), np.full(2, 1.0 - 0.1 * 2.0), rtol=1e-6)
+
+
+def test_the_programs_outlive_a_step() -> None:
+    # eager jax.grad of an update traces (and compiles) a kind's program once, not at
+    # every call
+    traces = []
+
+    def kernel(w, g, slots, h):
+        traces.append(1)
+        return w - h.lr * g * g, slots
+
+    opt = mx.optimizer.from_rule(
+        mx.optimizer.Rule(kernel, elementwise=False), learning_rate=0.1, multi_tensor=False
+    )
+    params = {"a": jnp.ones((3,)), "b": jnp.ones((3,))}
+    state = opt.init(params)
+    loss = lambda g: jnp.sum(opt.update(g, state, params)[0]["a"])  # noqa: E731
+    grads = [jax.grad(loss)(params) for _ in range(3)]
+    assert len(traces) == 1
+    for g in grads:
+        np.testing.assert_allclose(np.asarray(g["a"]), np.full(3, -0.2), rtol=1e-6)
+
+
+def _per_leaf_rule(vector) -> mx.optimizer.Optimizer:
+    def prepare(extra, t, lr, num_leaves):
+        return mx.optimizer.PerLeaf(vector(num_leaves)), extra
+
+    def kernel(w, g, slots, h):
+        (scale,) = mx.optimizer.PerLeaf.values(h.extra, h.index)
+        return w - h.lr * scale * g, slots
+
+    return mx.optimizer.from_rule(
+        mx.optimizer.Rule(
+            kernel, elementwise=False, prepare=prepare, init_extra=lambda: jnp.zeros(())
+        ),
+        learning_rate=0.5,
+        multi_tensor=False,
+    )
+
+
+def test_per_leaf_values_reach_their_leaf_under_jit_and_op_by_op() -> None:
+    opt = _per_leaf_rule(lambda n: jnp.arange(1.0, n + 1.0))
+    params = {f"w{i}": jnp.ones((2,)) for i in range(5)}
+    state = opt.init(params)
+    for update in (opt.update, jax.jit(opt.update)):
+        out, _ = update(params, state, params)
+        for i in range(5):
+            np.testing.assert_array_equal(
+                np.asarray(out[f"w{i}"]), np.full(2, 1.0 - 0.5 * (i + 1), np.float32)
+            )
+
+
+def test_per_leaf_values_must_have_one_element_per_leaf() -> None:
+    opt = _per_leaf_rule(lambda n: jnp.ones((n + 1,)))
+    params = {f"w{i}": jnp.ones((2,)) for i in range(3)}
+    with pytest.raises(ValueError, match=r"one element per leaf \(3\); got one of shape \(4,\)"):
+        jax.jit(opt.update)(params, opt.init(params), params)
