@@ -38,7 +38,7 @@ from .. import _kernels
 from ._contract import PerLeaf, Rule
 from ._packed import _split
 from ._preamble import _Config, _Leaf, apply_rule
-from ._probes import IndexProbe, IndexRead, NameProbe, NameRead
+from ._probes import IndexProbe, IndexRead, NameProbe, NameRead, read_probe
 from ._rounding import no_contraction, opaque_zero
 
 
@@ -63,7 +63,7 @@ class LeafSteps:
             isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((ws, gs, slots, kw))
         )
         kws = _per_leaf_kw(kw, [j for j, _ in leaves], num_leaves, traced)
-        if traced and all(map(_is_array, jax.tree.leaves(kws))):
+        if traced and all(map(_is_array, jax.tree.leaves(kw))):
             shared = self._by_kind(leaves, num_leaves, ws, gs, slots, kws)
             if shared is not None:
                 return shared
@@ -113,7 +113,8 @@ class LeafSteps:
         for (j, info), w, g, s, kw in zip(leaves, ws, gs, slots, kws, strict=True):
             kind = info._replace(name="")
             args = (w, g, tuple(s), kw, zeros)
-            key = (kind, jax.tree.structure(args), *(_spec(x) for x in jax.tree.leaves(args)))
+            specs = tuple(_spec(x) for x in jax.tree.leaves(args))
+            key = (kind, jax.tree.structure(args), specs)
             if key not in seen:  # trace each kind and signature before emitting anything
                 seen.add(key)
                 if not self._traces(kind, num_leaves, args):
@@ -129,11 +130,8 @@ class LeafSteps:
             return False
         try:
             self._program(kind, num_leaves).trace(*args)
-        except (NameRead, IndexRead):
-            self._programs[key] = None
-            return False
-        except TypeError as e:  # a C function that wanted a str or an int got a probe
-            if not any(p.__name__ in str(e) for p in (NameProbe, IndexProbe)):
+        except (NameRead, IndexRead, TypeError) as e:
+            if not read_probe(e):
                 raise
             self._programs[key] = None
             return False

@@ -26,9 +26,9 @@ class IndexRead(BaseException):
 
 
 class NameProbe:
-    """``h.name`` where it must not matter: any use of it (a method, a comparison, ``str``, a
-    hash, a C function wanting a ``str``) is an error, so a rule that reads the name
-    is seen to read it."""
+    """``h.name`` where it must not matter: any use of it (a method, a comparison,
+    ``str``, a hash, a C function wanting a ``str``) is an error, so a rule that reads
+    the name is seen to read it."""
 
     def _read(self, *args: Any, **kwargs: Any) -> Any:
         raise NameRead("h.name")
@@ -54,3 +54,11 @@ class IndexProbe:
     __ceil__ = __trunc__ = __floordiv__ = __rfloordiv__ = __truediv__ = _read
     __rtruediv__ = __divmod__ = __rdivmod__ = __pow__ = __rpow__ = __complex__ = _read
     __jax_array__ = __array__ = __getattr__ = __str__ = __repr__ = __format__ = _read
+
+
+def read_probe(e: BaseException) -> bool:
+    """Whether ``e`` says a kernel read a stand-in: a probe's own error, or the error of
+    a C function that wanted a ``str`` or an ``int`` and got a probe."""
+    return isinstance(e, (NameRead, IndexRead)) or any(
+        p.__name__ in str(e) for p in (NameProbe, IndexProbe)
+    )

@@ -57,7 +57,7 @@ from .. import _kernels
 from ._contract import Rule
 from ._fused import Program, compile_group
 from ._preamble import _Config, _Leaf, apply_rule
-from ._probes import NameProbe, NameRead
+from ._probes import NameProbe, NameRead, read_probe
 
 Path = Literal["kernel", "concat", "slices"]
 
@@ -292,7 +292,7 @@ def _trace(
     except jax.errors.TracerBoolConversionError as e:
         raise _Refuted(f"it uses a traced value in Python control flow ({_short(e)})")
     except Exception as e:  # noqa: BLE001 - whatever the rule raised, it is refused
-        if type(NameProbe()).__name__ in str(e):  # a C function wanted a str
+        if read_probe(e):  # a C function wanted a str
             raise _Refuted("it reads h.name") from None
         raise _Refuted(
             f"tracing it on a leaf of symbolic shape {shape} raised "

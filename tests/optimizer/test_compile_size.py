@@ -37,7 +37,8 @@ def loops(n_leaves: int, name: str, **kw) -> tuple[int, int, int]:
             continue
         body = re.sub(r", metadata=\{[^}]*\}", "", comp.split("\n", 1)[1])
         names: dict[str, str] = {}
-        kind = re.sub(r"%[\w.\-]+", lambda m: names.setdefault(m[0], f"%{len(names)}"), body)
+        rename = lambda m: names.setdefault(m[0], f"%{len(names)}")  # noqa: E731
+        kind = re.sub(r"%[\w.\-]+", rename, body)
         kinds.add(kind)
         if re.search(r"ROOT \S+ = f32\[16\]", body):
             leaf_kinds.add(kind)
@@ -109,7 +110,8 @@ def test_a_kernel_reading_its_leaf_still_sees_each_leaf(read: str) -> None:
     assert traces > 3  # the shared trace was refused, then one trace per leaf
     want = {"name": [1.0, 2.0, 3.0], "index": [1.0, 2.0, 3.0]}[read]
     for (k, w), scale in zip(sorted(out.items()), want, strict=True):
-        np.testing.assert_array_equal(np.asarray(w), np.full(3, 1.0 - 0.5 * scale, np.float32))
+        want_w = np.full(3, 1.0 - 0.5 * scale, np.float32)
+        np.testing.assert_array_equal(np.asarray(w), want_w)
 
 
 @pytest.mark.parametrize("beta", [0.9, 0.5, 0.999, 0.0])
@@ -154,7 +156,8 @@ def test_a_refused_kind_leaves_no_calls_behind() -> None:
     jax.block_until_ready(out)
     jax.effects_barrier()
     assert len(runs) == 3
-    np.testing.assert_allclose(np.asarray(out["cc"]), np.full(2, 1.0 - 0.1 * 2.0), rtol=1e-6)
+    want_cc = np.full(2, 1.0 - 0.1 * 2.0)
+    np.testing.assert_allclose(np.asarray(out["cc"]), want_cc, rtol=1e-6)
 
 
 def test_the_programs_outlive_a_step() -> None:
@@ -210,5 +213,6 @@ def test_per_leaf_values_reach_their_leaf_under_jit_and_op_by_op() -> None:
 def test_per_leaf_values_must_have_one_element_per_leaf() -> None:
     opt = _per_leaf_rule(lambda n: jnp.ones((n + 1,)))
     params = {f"w{i}": jnp.ones((2,)) for i in range(3)}
-    with pytest.raises(ValueError, match=r"one element per leaf \(3\); got one of shape \(4,\)"):
+    msg = r"one element per leaf \(3\); got one of shape \(4,\)"
+    with pytest.raises(ValueError, match=msg):
         jax.jit(opt.update)(params, opt.init(params), params)
